@@ -1,0 +1,155 @@
+"""The server interceptor every service runs behind: trace context, authentication
+and tenant, role check, mapping domain errors to gRPC status codes, and one JSON
+log line per call. Health and reflection calls pass through untouched."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import grpc
+from opentelemetry import trace
+
+from jangkau.runtime.auth import Caller, TokenBook, acting_as
+from jangkau.runtime.errors import DomainError, PermissionDenied
+from jangkau.runtime.telemetry import extract_context, instruments, tracer
+
+log = logging.getLogger("jangkau.rpc")
+
+_UNTRACED_PREFIXES = ("/grpc.health.", "/grpc.reflection.")
+
+
+def _split(method: str) -> tuple[str, str]:
+    service, _, name = method.lstrip("/").partition("/")
+    return service, name
+
+
+class ServerInterceptor(grpc.ServerInterceptor):
+    """Wraps every jangkau RPC handler; see the module docstring."""
+
+    def __init__(
+        self,
+        tokens: TokenBook,
+        read_methods: frozenset[str],
+        ready: Callable[[], bool],
+    ) -> None:
+        self._tokens = tokens
+        self._read_methods = read_methods
+        self._ready = ready
+
+    def intercept_service(self, continuation, handler_call_details):  # type: ignore[no-untyped-def]
+        method: str = handler_call_details.method
+        if method.startswith(_UNTRACED_PREFIXES):
+            return continuation(handler_call_details)
+        if not self._ready():
+            return _refusing_handler(grpc.StatusCode.UNAVAILABLE, "starting: store not open yet")
+        handler = continuation(handler_call_details)
+        if handler is None:
+            return None
+        metadata = tuple(handler_call_details.invocation_metadata or ())
+        wrap = _Wrapper(self, method, metadata)
+        if handler.unary_unary:
+            return handler._replace(unary_unary=wrap.unary(handler.unary_unary))
+        if handler.stream_unary:
+            return handler._replace(stream_unary=wrap.unary(handler.stream_unary))
+        if handler.unary_stream:
+            return handler._replace(unary_stream=wrap.streaming(handler.unary_stream))
+        return handler._replace(stream_stream=wrap.streaming(handler.stream_stream))
+
+    def authorise(self, method_name: str, metadata: tuple[tuple[str, Any], ...]) -> Caller:
+        authorization = next((v for k, v in metadata if k == "authorization"), None)
+        caller = self._tokens.authenticate(authorization if isinstance(authorization, str) else None)
+        if not caller.can_write and method_name not in self._read_methods:
+            raise PermissionDenied(f"role {caller.role.value} may not call {method_name}")
+        return caller
+
+
+def _refusing_handler(code: grpc.StatusCode, details: str) -> grpc.RpcMethodHandler:
+    def refuse(request: Any, context: grpc.ServicerContext) -> None:
+        context.abort(code, details)
+
+    return grpc.unary_unary_rpc_method_handler(refuse)
+
+
+class _Wrapper:
+    def __init__(self, interceptor: ServerInterceptor, method: str, metadata: tuple) -> None:
+        self.interceptor = interceptor
+        self.method = method
+        self.service, self.name = _split(method)
+        self.metadata = metadata
+
+    def _span(self):  # type: ignore[no-untyped-def]
+        return tracer().start_as_current_span(
+            self.method.lstrip("/"),
+            context=extract_context(self.metadata),
+            kind=trace.SpanKind.SERVER,
+            attributes={"rpc.system": "grpc", "rpc.service": self.service, "rpc.method": self.name},
+        )
+
+    def _fail(self, context: grpc.ServicerContext, exc: BaseException) -> None:
+        """Turns an exception into the call's status (context.abort raises)."""
+        if isinstance(exc, DomainError):
+            context.abort(exc.code, exc.message)
+        code = context.code() if hasattr(context, "code") else None
+        if code not in (None, grpc.StatusCode.OK):
+            raise exc  # the handler already set a status via context.abort
+        log.exception("unhandled error in %s", self.method)
+        context.abort(grpc.StatusCode.INTERNAL, "internal error; the server log has the trace id")
+
+    def _record(self, started: float, context: grpc.ServicerContext, caller: Caller | None) -> None:
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        code = context.code() if hasattr(context, "code") else None
+        status = (code or grpc.StatusCode.OK).name
+        instruments().rpc_duration.record(
+            elapsed_ms, {"rpc.method": self.name, "rpc.grpc.status_code": status}
+        )
+        span = trace.get_current_span()
+        if caller is not None:
+            span.set_attribute("jangkau.tenant", caller.tenant)
+        if status != "OK":
+            span.set_status(trace.Status(trace.StatusCode.ERROR, status))
+        log.info(
+            "rpc",
+            extra={
+                "fields": {
+                    "method": self.method,
+                    "status": status,
+                    "duration_ms": round(elapsed_ms, 3),
+                    "tenant": caller.tenant if caller else None,
+                }
+            },
+        )
+
+    def unary(self, behavior: Callable) -> Callable:
+        def handle(request: Any, context: grpc.ServicerContext) -> Any:
+            started = time.perf_counter()
+            caller = None
+            with self._span():
+                try:
+                    caller = self.interceptor.authorise(self.name, self.metadata)
+                    with acting_as(caller):
+                        return behavior(request, context)
+                except Exception as exc:
+                    self._fail(context, exc)
+                finally:
+                    self._record(started, context, caller)
+
+        return handle
+
+    def streaming(self, behavior: Callable) -> Callable:
+        def handle(request: Any, context: grpc.ServicerContext) -> Iterator[Any]:
+            started = time.perf_counter()
+            caller = None
+            with self._span():
+                try:
+                    caller = self.interceptor.authorise(self.name, self.metadata)
+                    with acting_as(caller):
+                        yield from behavior(request, context)
+                except Exception as exc:
+                    self._fail(context, exc)
+                finally:
+                    self._record(started, context, caller)
+
+        return handle
