@@ -28,7 +28,7 @@ class ProbeServicer(audience_pb2_grpc.AudienceServiceServicer):
     def __init__(self) -> None:
         self.release = threading.Event()
 
-    def GetAudience(self, request, context):  # noqa: N802
+    def GetAudience(self, request, context):
         if request.audience_id == "bad":
             raise InvalidArgument("audience_id", "must not be 'bad'")
         if request.audience_id == "missing":
@@ -39,15 +39,17 @@ class ProbeServicer(audience_pb2_grpc.AudienceServiceServicer):
             self.release.wait(5)
         return audience_pb2.Audience(id=request.audience_id, name=current_caller().tenant)
 
-    def CreateAudience(self, request, context):  # noqa: N802
+    def CreateAudience(self, request, context):
         return audience_pb2.Audience(name=request.name)
 
-    def ExportAudience(self, request, context):  # noqa: N802
+    def ExportAudience(self, request, context):
         yield audience_pb2.ExportChunk(chunk_index=0)
         raise InvalidArgument("chunk_size", "too big")
 
 
-def probe_definition(servicer: ProbeServicer, gate: threading.Event | None = None) -> ServiceDefinition:
+def probe_definition(
+    servicer: ProbeServicer, gate: threading.Event | None = None
+) -> ServiceDefinition:
     def open_service(settings) -> OpenService:
         if gate is not None:
             gate.wait(10)
@@ -79,7 +81,9 @@ def probe(tmp_path: Path, tokens_file: Path):
 
 def test_health_is_not_serving_until_the_store_is_open(tmp_path, tokens_file):
     gate = threading.Event()
-    server = RunningServer(probe_definition(ProbeServicer(), gate), settings_for(tmp_path, tokens_file))
+    server = RunningServer(
+        probe_definition(ProbeServicer(), gate), settings_for(tmp_path, tokens_file)
+    )
     starter = threading.Thread(target=server.start)
     starter.start()
     try:
@@ -152,7 +156,9 @@ def test_the_caller_tenant_reaches_the_handler(probe):
 def test_viewer_may_read_but_not_write(probe):
     _, stub, _ = probe
     meta = bearer(TOKENS["alpha_viewer"])
-    assert stub.GetAudience(audience_pb2.GetAudienceRequest(audience_id="a"), metadata=meta, timeout=5)
+    assert stub.GetAudience(
+        audience_pb2.GetAudienceRequest(audience_id="a"), metadata=meta, timeout=5
+    )
     with pytest.raises(grpc.RpcError) as err:
         stub.CreateAudience(audience_pb2.CreateAudienceRequest(name="x"), metadata=meta, timeout=5)
     assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED
@@ -196,7 +202,9 @@ def test_unexpected_errors_are_internal_not_unknown(probe):
 def test_errors_in_server_streams_are_mapped(probe):
     _, stub, _ = probe
     stream = stub.ExportAudience(
-        audience_pb2.ExportAudienceRequest(audience_id="a"), metadata=bearer(TOKENS["alpha"]), timeout=5
+        audience_pb2.ExportAudienceRequest(audience_id="a"),
+        metadata=bearer(TOKENS["alpha"]),
+        timeout=5,
     )
     assert next(stream).chunk_index == 0
     with pytest.raises(grpc.RpcError) as err:

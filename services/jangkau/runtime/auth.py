@@ -17,13 +17,13 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 
 from jangkau.runtime.errors import Unauthenticated
 
 
-class Role(str, Enum):
+class Role(StrEnum):
     # Reads and writes its tenant's objects.
     BUYER = "buyer"
     # Reads only.
@@ -63,7 +63,9 @@ class TokenBook:
     def __init__(self, entries: tuple[dict[str, str], ...] | list[dict[str, str]]) -> None:
         self._by_digest: dict[str, tuple[str, Role]] = {}
         for i, entry in enumerate(entries):
-            digest = entry.get("token_sha256") or (_digest(entry["token"]) if "token" in entry else "")
+            digest = entry.get("token_sha256") or (
+                _digest(entry["token"]) if "token" in entry else ""
+            )
             tenant = entry.get("tenant", "")
             if not digest or not tenant:
                 raise ValueError(f"tokens[{i}]: needs token or token_sha256, and tenant")
@@ -85,7 +87,9 @@ class TokenBook:
 
     def authenticate(self, authorization: str | None) -> Caller:
         if not authorization:
-            raise Unauthenticated("missing authorization metadata: send 'authorization: Bearer <token>'")
+            raise Unauthenticated(
+                "missing authorization metadata: send 'authorization: Bearer <token>'"
+            )
         scheme, _, token = authorization.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             raise Unauthenticated("authorization must be 'Bearer <token>'")
@@ -97,7 +101,9 @@ class TokenBook:
         raise Unauthenticated("unknown token")
 
 
-_CALLER: contextvars.ContextVar[Caller | None] = contextvars.ContextVar("jangkau_caller", default=None)
+_CALLER: contextvars.ContextVar[Caller | None] = contextvars.ContextVar(
+    "jangkau_caller", default=None
+)
 
 
 def current_caller() -> Caller:

@@ -60,7 +60,9 @@ class ServerInterceptor(grpc.ServerInterceptor):
 
     def authorise(self, method_name: str, metadata: tuple[tuple[str, Any], ...]) -> Caller:
         authorization = next((v for k, v in metadata if k == "authorization"), None)
-        caller = self._tokens.authenticate(authorization if isinstance(authorization, str) else None)
+        caller = self._tokens.authenticate(
+            authorization if isinstance(authorization, str) else None
+        )
         if not caller.can_write and method_name not in self._read_methods:
             raise PermissionDenied(f"role {caller.role.value} may not call {method_name}")
         return caller

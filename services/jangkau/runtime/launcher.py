@@ -4,6 +4,7 @@ container runs, with health-checked start and a bounded, orphan-free stop."""
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import signal
@@ -31,10 +32,8 @@ def free_port() -> int:
 
 def _die_with_parent() -> None:
     """Child side of fork: SIGTERM this process when the launcher dies (Linux)."""
-    try:
+    with contextlib.suppress(OSError):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-    except OSError:
-        pass
 
 
 def wait_serving(address: str, timeout: float, service: str = "") -> None:

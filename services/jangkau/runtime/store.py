@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import duckdb
@@ -81,9 +81,7 @@ class Database:
     def close(self) -> None:
         with self._cursors_lock:
             for cur in self._cursors:
-                try:
+                with suppress(duckdb.Error):
                     cur.close()
-                except duckdb.Error:
-                    pass
             self._cursors.clear()
         self._con.close()
