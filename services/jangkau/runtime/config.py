@@ -27,7 +27,10 @@ ENV_VARS: dict[str, tuple[str, str]] = {
     "JANGKAU_MAX_WORKERS": ("16", "threads serving RPCs per process"),
     "JANGKAU_CALL_TIMEOUT_SECONDS": ("5", "deadline of every outgoing call between services"),
     "JANGKAU_LOG_LEVEL": ("INFO", "DEBUG, INFO, WARNING or ERROR"),
-    "JANGKAU_TRACE_FILE": ("", "also write finished spans to this file, one JSON per line"),
+    "JANGKAU_TRACE_FILE": (
+        "",
+        "also write finished spans to this file, one JSON per line; {service} in it is replaced",
+    ),
     "OTEL_SERVICE_NAME": ("", "service name on traces; default jangkau-<service>"),
     "OTEL_EXPORTER_OTLP_ENDPOINT": ("", "OTLP/gRPC collector; unset: no exporter"),
     "OTEL_RESOURCE_ATTRIBUTES": ("", "extra resource attributes, k=v,k=v"),

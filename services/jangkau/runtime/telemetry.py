@@ -88,7 +88,9 @@ def configure_telemetry(service: str, trace_file: Path | None = None) -> None:
             provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
             meter_readers.append(PeriodicExportingMetricReader(OTLPMetricExporter()))
         if trace_file is not None:
-            provider.add_span_processor(SimpleSpanProcessor(JsonLinesSpanExporter(trace_file)))
+            # "{service}" in the path gives each process of a cluster its own file.
+            path = Path(str(trace_file).replace("{service}", service))
+            provider.add_span_processor(SimpleSpanProcessor(JsonLinesSpanExporter(path)))
         trace.set_tracer_provider(provider)
         metrics.set_meter_provider(MeterProvider(resource=resource, metric_readers=meter_readers))
 
