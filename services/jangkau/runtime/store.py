@@ -23,6 +23,8 @@ class Database:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self._con = duckdb.connect(str(path), read_only=read_only)
+        # Every timestamp comes back as aware UTC, whatever the machine's zone.
+        self._con.execute("SET GLOBAL TimeZone = 'UTC'")
         self._write_lock = threading.Lock()
         self._local = threading.local()
         self._cursors: list[duckdb.DuckDBPyConnection] = []

@@ -1,0 +1,1 @@
+"""The hourly rebalancer: pull reports, ingest, rebalance, push budgets, record."""

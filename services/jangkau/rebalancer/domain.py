@@ -1,0 +1,59 @@
+"""Pure rules of the rebalancer: from an hourly decision to the platform edits."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+HOURS_PER_DAY = 24
+
+
+def daily_from_hourly(hourly_micros: int) -> int:
+    """Platforms take daily budgets; an hourly allocation held for a day is 24×.
+    Platforms pace a daily budget over the day, so this is the rate the decision
+    wants for the coming hour."""
+    return hourly_micros * HOURS_PER_DAY
+
+
+def edits_needed(
+    wanted_daily: Mapping[str, int], last_applied: Mapping[str, int]
+) -> dict[str, int]:
+    """Arms whose platform budget must change: a different amount, or never set.
+    An arm never set that should get 0 is still set (pauses whatever the platform
+    holds), so no arm runs on a budget jangkau did not choose."""
+    return {
+        arm: daily
+        for arm, daily in wanted_daily.items()
+        if arm not in last_applied or last_applied[arm] != daily
+    }
+
+
+class Outcome(StrEnum):
+    APPLIED = "applied"  # new budgets pushed (or none needed)
+    REPLAYED = "replayed"  # this hour was already applied: nothing pushed again
+    DRY_RUN = "dry_run"
+    FAILED = "failed"  # fail static: the last applied budgets stay
+
+
+@dataclass
+class CampaignRun:
+    campaign_id: str
+    outcome: Outcome = Outcome.APPLIED
+    message: str = ""
+    reports_ingested: int = 0
+    edits: int = 0
+    refused: int = 0
+    allocated_micros: int = 0
+    arms: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class RunSummary:
+    campaigns: list[CampaignRun] = field(default_factory=list)
+    # Campaigns not reached before the run-time limit.
+    not_reached: list[str] = field(default_factory=list)
+
+    @property
+    def failed(self) -> bool:
+        return bool(self.not_reached) or any(c.outcome is Outcome.FAILED for c in self.campaigns)

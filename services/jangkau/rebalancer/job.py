@@ -1,0 +1,241 @@
+"""One rebalancer run: for each active campaign, pull reports from its platforms
+and ingest them, Rebalance, push the new budgets through the adapters, and record
+what each platform accepted. Fail static: whatever fails for one campaign leaves
+its last applied budgets in place, is logged with the campaign, and the loop goes
+on to the next one."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import grpc
+
+from jangkau.client import Jangkau
+from jangkau.platforms.base import (
+    ArmBudget,
+    CampaignTarget,
+    PlatformAdapter,
+    PlatformError,
+    PlatformReport,
+)
+from jangkau.rebalancer.domain import (
+    CampaignRun,
+    Outcome,
+    RunSummary,
+    daily_from_hourly,
+    edits_needed,
+)
+from jangkau.rebalancer.store import RebalancerStore
+from jangkau.runtime.times import floor_hour, from_timestamp, to_timestamp
+from jangkau.v1 import budget_pb2, metrics_pb2
+
+log = logging.getLogger("jangkau.rebalancer")
+
+BATCH_ROWS = 10_000
+
+
+@dataclass(frozen=True)
+class RebalanceOptions:
+    # Simulated or real "now"; the period is the hour containing it.
+    at: datetime
+    campaign_id: str | None = None
+    dry_run: bool = False
+    # Stop starting campaigns after this many seconds (the rest are reported).
+    max_run_seconds: float = 3000.0
+    # Hours re-pulled before the last pull, to pick up restated reports.
+    restatement_hours: int = 72
+    tenant: str = ""
+
+
+def to_wire(report: PlatformReport) -> metrics_pb2.HourlyReport:
+    return metrics_pb2.HourlyReport(
+        campaign_id=report.campaign_id,
+        arm_id=report.arm_id,
+        platform=report.platform,
+        hour=to_timestamp(report.hour),
+        attribution_window=report.attribution_window,
+        impressions=report.impressions,
+        reach=report.reach,
+        clicks=report.clicks,
+        conversions=report.conversions,
+        conversion_value_micros=report.conversion_value_micros,
+        spend_micros=report.spend_micros,
+        currency=report.currency,
+        version=to_timestamp(report.version),
+    )
+
+
+def batches(reports: Sequence[PlatformReport], label: str) -> Iterable[metrics_pb2.ReportBatch]:
+    for i in range(0, len(reports), BATCH_ROWS):
+        rows = [to_wire(r) for r in reports[i : i + BATCH_ROWS]]
+        yield metrics_pb2.ReportBatch(
+            batch_id=f"{label}#{i // BATCH_ROWS}", rows=metrics_pb2.ReportRows(rows=rows)
+        )
+
+
+class Rebalancer:
+    """Runs the loop over campaigns with the given client, adapters and store."""
+
+    def __init__(
+        self,
+        client: Jangkau,
+        adapters: Sequence[PlatformAdapter],
+        store: RebalancerStore,
+        targets: Callable[[budget_pb2.Campaign], CampaignTarget],
+    ) -> None:
+        self.client = client
+        self.adapters = list(adapters)
+        self.store = store
+        self.targets = targets
+
+    def run(
+        self, options: RebalanceOptions, progress: Callable[[list], Iterable] = iter
+    ) -> RunSummary:
+        started = time.monotonic()
+        started_at = datetime.now(options.at.tzinfo)
+        summary = RunSummary()
+        campaigns = self._campaigns(options, summary)
+        for campaign in progress(campaigns):
+            if time.monotonic() - started > options.max_run_seconds:
+                summary.not_reached.append(campaign.id)
+                continue
+            outcome = self.run_campaign(campaign, options)
+            summary.campaigns.append(outcome)
+            if not options.dry_run:
+                self.store.log_run(
+                    started_at,
+                    options.at,
+                    options.tenant,
+                    campaign.id,
+                    outcome.outcome.value,
+                    outcome.message,
+                    outcome.edits,
+                    outcome.reports_ingested,
+                )
+        return summary
+
+    def _campaigns(self, options: RebalanceOptions, summary: RunSummary) -> list:
+        try:
+            if options.campaign_id:
+                return [self.client.budget.get_campaign(options.campaign_id)]
+            return [
+                c
+                for c in self.client.budget.list_campaigns(state=budget_pb2.ACTIVE)
+                if from_timestamp(c.flight.start) <= options.at < from_timestamp(c.flight.end)
+            ]
+        except grpc.RpcError as exc:
+            run = CampaignRun(options.campaign_id or "*", Outcome.FAILED)
+            run.message = f"listing campaigns: {exc.code().name}: {exc.details()}"
+            log.error("rebalance failed", extra={"fields": {"error": run.message}})
+            summary.campaigns.append(run)
+            return []
+
+    def run_campaign(self, campaign: budget_pb2.Campaign, options: RebalanceOptions) -> CampaignRun:
+        run = CampaignRun(campaign.id)
+        fields = {"campaign_id": campaign.id, "at": options.at.isoformat()}
+        try:
+            target = self.targets(campaign)
+            run.reports_ingested = self._pull_reports(campaign, target, options)
+            if options.dry_run:
+                allocation = self.client.budget.allocate(campaign.id, as_of=options.at)
+                run.outcome = Outcome.DRY_RUN
+                run.allocated_micros = allocation.allocated_micros
+                run.arms = {a.arm_id: a.budget_micros for a in allocation.arms}
+                return run
+            decision = self.client.budget.rebalance(campaign.id, as_of=options.at)
+            self._apply(campaign, target, decision, options, run)
+        except grpc.RpcError as exc:
+            run.outcome = Outcome.FAILED
+            run.message = f"{exc.code().name}: {exc.details()}"
+        except (PlatformError, ValueError) as exc:
+            run.outcome = Outcome.FAILED
+            run.message = str(exc)
+        if run.outcome is Outcome.FAILED:
+            log.error(
+                "campaign failed; last budgets kept",
+                extra={"fields": {**fields, "error": run.message}},
+            )
+        else:
+            log.info(
+                "campaign rebalanced",
+                extra={"fields": {**fields, "outcome": run.outcome.value, "edits": run.edits}},
+            )
+        return run
+
+    def _pull_reports(
+        self, campaign: budget_pb2.Campaign, target: CampaignTarget, options: RebalanceOptions
+    ) -> int:
+        """Pulls each adapter's reports since its last pull (minus the restatement
+        window) up to the current hour, and ingests them. The pull mark moves only
+        after metrics acknowledged every batch, so a failed run is caught up later."""
+        until = min(floor_hour(options.at), from_timestamp(campaign.flight.end))
+        flight_start = floor_hour(from_timestamp(campaign.flight.start))
+        total = 0
+        for adapter in self.adapters:
+            if not target.arms_on(adapter.platforms):
+                continue
+            key = ",".join(str(p) for p in sorted(adapter.platforms))
+            last = self.store.pulled_until(options.tenant, campaign.id, key)
+            since = (
+                flight_start
+                if last is None
+                else max(flight_start, last - timedelta(hours=options.restatement_hours))
+            )
+            if until <= since:
+                continue
+            reports = adapter.fetch_reports(target, since, until)
+            if options.dry_run:
+                continue
+            if reports:
+                label = f"{campaign.id}@{until:%Y%m%dT%H}"
+                self.client.metrics.ingest_reports(batches(reports, label))
+            self.store.record_pull(options.tenant, campaign.id, key, until)
+            total += len(reports)
+        return total
+
+    def _apply(
+        self,
+        campaign: budget_pb2.Campaign,
+        target: CampaignTarget,
+        decision: budget_pb2.Decision,
+        options: RebalanceOptions,
+        run: CampaignRun,
+    ) -> None:
+        allocation = decision.allocation
+        period_start = from_timestamp(allocation.period.start)
+        run.allocated_micros = allocation.allocated_micros
+        run.arms = {a.arm_id: a.budget_micros for a in allocation.arms}
+        if self.store.period_applied(options.tenant, campaign.id, period_start):
+            run.outcome = Outcome.REPLAYED
+            return
+        wanted = {a.arm_id: daily_from_hourly(a.budget_micros) for a in allocation.arms}
+        changes = edits_needed(wanted, self.store.last_applied(options.tenant, campaign.id))
+        accepted: dict[str, int] = {}
+        refused: list[str] = []
+        for adapter in self.adapters:
+            arms = {t.arm_id for t in target.arms_on(adapter.platforms)}
+            budgets = [ArmBudget(arm, micros) for arm, micros in changes.items() if arm in arms]
+            if not budgets:
+                continue
+            for result in adapter.apply_budgets(target, budgets):
+                if result.accepted:
+                    accepted[result.arm_id] = wanted[result.arm_id]
+                else:
+                    refused.append(f"{result.arm_id}: {result.platform_message}")
+        self.store.record_applied(
+            options.tenant,
+            campaign.id,
+            decision.id,
+            period_start,
+            accepted,
+            len(refused),
+            options.at,
+        )
+        run.edits = len(accepted)
+        run.refused = len(refused)
+        if refused:
+            run.message = "refused: " + "; ".join(refused[:5])
