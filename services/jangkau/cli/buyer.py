@@ -632,5 +632,3 @@ def _report(args: argparse.Namespace, jk: Jangkau) -> int:
         table([args.by, "spend", "conversions", "CPA", "share", "trend 7d"], rows, [1, 2, 3, 4, 5])
     )
     return EXIT_OK
-
-

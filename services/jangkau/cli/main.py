@@ -25,7 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module in _COMMAND_MODULES:
         module.register(subparsers)
-    for optional in ("jangkau.cli.buyer", "jangkau.cli.demo"):
+    for optional in ("jangkau.cli.buyer", "jangkau.cli.rebalance", "jangkau.cli.demo"):
         try:
             module = __import__(optional, fromlist=["register"])
         except ModuleNotFoundError as exc:
