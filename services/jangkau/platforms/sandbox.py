@@ -49,15 +49,24 @@ class SandboxAdapter:
         timeout: float = 10.0,
         seed: int = 0,
         scenario: str = "pilkada",
+        rejection_rate: float = 0.0,
+        error_rate: float = 0.0,
     ) -> None:
         self._stub = sandbox_pb2_grpc.SandboxMarketStub(channel(address, timeout=timeout))
         self._clock = clock
         self._seed = seed
         self._scenario = scenario
+        self._rejection_rate = rejection_rate
+        self._error_rate = error_rate
         self._opened: set[str] = set()
 
     def open_campaign(
-        self, campaign: CampaignTarget, start: datetime, reachable: dict[str, int] | None = None
+        self,
+        campaign: CampaignTarget,
+        start: datetime,
+        end: datetime,
+        total_budget_micros: int,
+        reachable: dict[str, int] | None = None,
     ) -> None:
         """Creates the campaign's market once (idempotent on the market's side)."""
         if campaign.campaign_id in self._opened:
@@ -69,10 +78,15 @@ class SandboxAdapter:
             seed=self._seed,
             scenario=self._scenario,
             start=to_timestamp(start),
+            end=to_timestamp(end),
+            total_budget_micros=total_budget_micros,
+            rejection_rate=self._rejection_rate,
+            error_rate=self._error_rate,
             arms=[
                 sandbox_pb2.SandboxArm(
                     arm_id=t.arm_id,
-                    platform=t.platform,
+                    platform=t.platform,  # type: ignore[arg-type]
+                    # In the sandbox an arm's account is its audience.
                     audience_id=t.account_id,
                     reachable=reachable.get(t.arm_id, 0),
                 )

@@ -48,17 +48,34 @@ def sandbox_targets(
                 except grpc.RpcError:
                     sizes[arm.audience_id] = {}
             reachable[arm.id] = sizes[arm.audience_id].get(arm.platform, 0)
-        adapter.open_campaign(target, from_timestamp(campaign.flight.start), reachable)
+        adapter.open_campaign(
+            target,
+            from_timestamp(campaign.flight.start),
+            from_timestamp(campaign.flight.end),
+            campaign.total_budget_micros,
+            reachable,
+        )
         return target
 
     return targets
 
 
 def build(
-    settings: Settings, client: Jangkau, clock: Callable[[], datetime], seed: int = 0
+    settings: Settings,
+    client: Jangkau,
+    clock: Callable[[], datetime],
+    *,
+    seed: int = 0,
+    rejection_rate: float = 0.0,
+    error_rate: float = 0.0,
 ) -> Rebalancer:
     adapter = SandboxAdapter(
-        settings.sandbox_addr, clock, timeout=settings.call_timeout_seconds, seed=seed
+        settings.sandbox_addr,
+        clock,
+        timeout=settings.call_timeout_seconds,
+        seed=seed,
+        rejection_rate=rejection_rate,
+        error_rate=error_rate,
     )
     store = RebalancerStore(settings.data_dir / "rebalancer.duckdb")
     return Rebalancer(client, [adapter], store, sandbox_targets(client, adapter))

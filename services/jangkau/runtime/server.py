@@ -30,7 +30,7 @@ SERVICE_MODULES: dict[str, str] = {
     "audience": "jangkau.audience.edge",
     "budget": "jangkau.budget.edge",
     "metrics": "jangkau.metrics.edge",
-    "sandbox": "jangkau.platforms.sandbox_server",
+    "sandbox": "jangkau.sandbox.edge",
 }
 
 

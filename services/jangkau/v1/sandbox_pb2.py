@@ -27,7 +27,7 @@ from jangkau.v1 import common_pb2 as jangkau_dot_v1_dot_common__pb2
 from jangkau.v1 import metrics_pb2 as jangkau_dot_v1_dot_metrics__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18jangkau/v1/sandbox.proto\x12\njangkau.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17jangkau/v1/common.proto\x1a\x18jangkau/v1/metrics.proto\"l\n\nSandboxArm\x12\x0e\n\x06\x61rm_id\x18\x01 \x01(\t\x12&\n\x08platform\x18\x02 \x01(\x0e\x32\x14.jangkau.v1.Platform\x12\x13\n\x0b\x61udience_id\x18\x03 \x01(\t\x12\x11\n\treachable\x18\x04 \x01(\x03\"\xad\x01\n\x13OpenCampaignRequest\x12\x13\n\x0b\x63\x61mpaign_id\x18\x01 \x01(\t\x12\x10\n\x08\x63urrency\x18\x02 \x01(\t\x12$\n\x04\x61rms\x18\x03 \x03(\x0b\x32\x16.jangkau.v1.SandboxArm\x12\x0c\n\x04seed\x18\x04 \x01(\x04\x12\x10\n\x08scenario\x18\x05 \x01(\t\x12)\n\x05start\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\'\n\x14OpenCampaignResponse\x12\x0f\n\x07\x63reated\x18\x01 \x01(\x08\"=\n\x0e\x41rmDailyBudget\x12\x0e\n\x06\x61rm_id\x18\x01 \x01(\t\x12\x1b\n\x13\x64\x61ily_budget_micros\x18\x02 \x01(\x03\"}\n\x11SetBudgetsRequest\x12\x13\n\x0b\x63\x61mpaign_id\x18\x01 \x01(\t\x12&\n\x02\x61t\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x07\x62udgets\x18\x03 \x03(\x0b\x32\x1a.jangkau.v1.ArmDailyBudget\"z\n\rBudgetOutcome\x12\x0e\n\x06\x61rm_id\x18\x01 \x01(\t\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x02 \x01(\x08\x12#\n\x1b\x61pplied_daily_budget_micros\x18\x03 \x01(\x03\x12\x0f\n\x07message\x18\x04 \x01(\t\x12\x11\n\tretryable\x18\x05 \x01(\x08\"A\n\x12SetBudgetsResponse\x12+\n\x08outcomes\x18\x01 \x03(\x0b\x32\x19.jangkau.v1.BudgetOutcome\"\xa8\x01\n\x13\x46\x65tchReportsRequest\x12\x13\n\x0b\x63\x61mpaign_id\x18\x01 \x01(\t\x12)\n\x05since\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x05until\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12&\n\x02\x61t\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"A\n\x14\x46\x65tchReportsResponse\x12)\n\x07reports\x18\x01 \x03(\x0b\x32\x18.jangkau.v1.HourlyReport\"*\n\x13ListReportedRequest\x12\x13\n\x0b\x63\x61mpaign_id\x18\x01 \x01(\t2\xd5\x02\n\rSandboxMarket\x12Q\n\x0cOpenCampaign\x12\x1f.jangkau.v1.OpenCampaignRequest\x1a .jangkau.v1.OpenCampaignResponse\x12K\n\nSetBudgets\x12\x1d.jangkau.v1.SetBudgetsRequest\x1a\x1e.jangkau.v1.SetBudgetsResponse\x12Q\n\x0c\x46\x65tchReports\x12\x1f.jangkau.v1.FetchReportsRequest\x1a .jangkau.v1.FetchReportsResponse\x12Q\n\x0cListReported\x12\x1f.jangkau.v1.ListReportedRequest\x1a .jangkau.v1.FetchReportsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18jangkau/v1/sandbox.proto\x12\njangkau.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17jangkau/v1/common.proto\x1a\x18jangkau/v1/metrics.proto\"l\n\nSandboxArm\x12\x0e\n\x06\x61rm_id\x18\x01 \x01(\t\x12&\n\x08platform\x18\x02 \x01(\x0e\x32\x14.jangkau.v1.Platform\x12\x13\n\x0b\x61udience_id\x18\x03 \x01(\t\x12\x11\n\treachable\x18\x04 \x01(\x03\"\x9f\x02\n\x13OpenCampaignRequest\x12\x13\n\x0b\x63\x61mpaign_id\x18\x01 \x01(\t\x12\x10\n\x08\x63urrency\x18\x02 \x01(\t\x12$\n\x04\x61rms\x18\x03 \x03(\x0b\x32\x16.jangkau.v1.SandboxArm\x12\x0c\n\x04seed\x18\x04 \x01(\x04\x12\x10\n\x08scenario\x18\x05 \x01(\t\x12)\n\x05start\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\'\n\x03\x65nd\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1b\n\x13total_budget_micros\x18\x08 \x01(\x03\x12\x16\n\x0erejection_rate\x18\t \x01(\x01\x12\x12\n\nerror_rate\x18\n \x01(\x01\"\'\n\x14OpenCampaignResponse\x12\x0f\n\x07\x63reated\x18\x01 \x01(\x08\"=\n\x0e\x41rmDailyBudget\x12\x0e\n\x06\x61rm_id\x18\x01 \x01(\t\x12\x1b\n\x13\x64\x61ily_budget_micros\x18\x02 \x01(\x03\"}\n\x11SetBudgetsRequest\x12\x13\n\x0b\x63\x61mpaign_id\x18\x01 \x01(\t\x12&\n\x02\x61t\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x07\x62udgets\x18\x03 \x03(\x0b\x32\x1a.jangkau.v1.ArmDailyBudget\"z\n\rBudgetOutcome\x12\x0e\n\x06\x61rm_id\x18\x01 \x01(\t\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x02 \x01(\x08\x12#\n\x1b\x61pplied_daily_budget_micros\x18\x03 \x01(\x03\x12\x0f\n\x07message\x18\x04 \x01(\t\x12\x11\n\tretryable\x18\x05 \x01(\x08\"A\n\x12SetBudgetsResponse\x12+\n\x08outcomes\x18\x01 \x03(\x0b\x32\x19.jangkau.v1.BudgetOutcome\"\xa8\x01\n\x13\x46\x65tchReportsRequest\x12\x13\n\x0b\x63\x61mpaign_id\x18\x01 \x01(\t\x12)\n\x05since\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x05until\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12&\n\x02\x61t\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"A\n\x14\x46\x65tchReportsResponse\x12)\n\x07reports\x18\x01 \x03(\x0b\x32\x18.jangkau.v1.HourlyReport\"*\n\x13ListReportedRequest\x12\x13\n\x0b\x63\x61mpaign_id\x18\x01 \x01(\t\"&\n\x0f\x45valuateRequest\x12\x13\n\x0b\x63\x61mpaign_id\x18\x01 \x01(\t\"o\n\x0eHourEvaluation\x12(\n\x04hour\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rbudget_micros\x18\x02 \x03(\x03\x12\x1c\n\x14\x65xpected_conversions\x18\x03 \x01(\x01\"n\n\x10\x45valuateResponse\x12\x0f\n\x07\x61rm_ids\x18\x01 \x03(\t\x12)\n\x05hours\x18\x02 \x03(\x0b\x32\x1a.jangkau.v1.HourEvaluation\x12\x0c\n\x04seed\x18\x03 \x01(\x04\x12\x10\n\x08scenario\x18\x04 \x01(\t2\x9c\x03\n\rSandboxMarket\x12Q\n\x0cOpenCampaign\x12\x1f.jangkau.v1.OpenCampaignRequest\x1a .jangkau.v1.OpenCampaignResponse\x12K\n\nSetBudgets\x12\x1d.jangkau.v1.SetBudgetsRequest\x1a\x1e.jangkau.v1.SetBudgetsResponse\x12Q\n\x0c\x46\x65tchReports\x12\x1f.jangkau.v1.FetchReportsRequest\x1a .jangkau.v1.FetchReportsResponse\x12Q\n\x0cListReported\x12\x1f.jangkau.v1.ListReportedRequest\x1a .jangkau.v1.FetchReportsResponse\x12\x45\n\x08\x45valuate\x12\x1b.jangkau.v1.EvaluateRequest\x1a\x1c.jangkau.v1.EvaluateResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,23 +37,29 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SANDBOXARM']._serialized_start=124
   _globals['_SANDBOXARM']._serialized_end=232
   _globals['_OPENCAMPAIGNREQUEST']._serialized_start=235
-  _globals['_OPENCAMPAIGNREQUEST']._serialized_end=408
-  _globals['_OPENCAMPAIGNRESPONSE']._serialized_start=410
-  _globals['_OPENCAMPAIGNRESPONSE']._serialized_end=449
-  _globals['_ARMDAILYBUDGET']._serialized_start=451
-  _globals['_ARMDAILYBUDGET']._serialized_end=512
-  _globals['_SETBUDGETSREQUEST']._serialized_start=514
-  _globals['_SETBUDGETSREQUEST']._serialized_end=639
-  _globals['_BUDGETOUTCOME']._serialized_start=641
-  _globals['_BUDGETOUTCOME']._serialized_end=763
-  _globals['_SETBUDGETSRESPONSE']._serialized_start=765
-  _globals['_SETBUDGETSRESPONSE']._serialized_end=830
-  _globals['_FETCHREPORTSREQUEST']._serialized_start=833
-  _globals['_FETCHREPORTSREQUEST']._serialized_end=1001
-  _globals['_FETCHREPORTSRESPONSE']._serialized_start=1003
-  _globals['_FETCHREPORTSRESPONSE']._serialized_end=1068
-  _globals['_LISTREPORTEDREQUEST']._serialized_start=1070
-  _globals['_LISTREPORTEDREQUEST']._serialized_end=1112
-  _globals['_SANDBOXMARKET']._serialized_start=1115
-  _globals['_SANDBOXMARKET']._serialized_end=1456
+  _globals['_OPENCAMPAIGNREQUEST']._serialized_end=522
+  _globals['_OPENCAMPAIGNRESPONSE']._serialized_start=524
+  _globals['_OPENCAMPAIGNRESPONSE']._serialized_end=563
+  _globals['_ARMDAILYBUDGET']._serialized_start=565
+  _globals['_ARMDAILYBUDGET']._serialized_end=626
+  _globals['_SETBUDGETSREQUEST']._serialized_start=628
+  _globals['_SETBUDGETSREQUEST']._serialized_end=753
+  _globals['_BUDGETOUTCOME']._serialized_start=755
+  _globals['_BUDGETOUTCOME']._serialized_end=877
+  _globals['_SETBUDGETSRESPONSE']._serialized_start=879
+  _globals['_SETBUDGETSRESPONSE']._serialized_end=944
+  _globals['_FETCHREPORTSREQUEST']._serialized_start=947
+  _globals['_FETCHREPORTSREQUEST']._serialized_end=1115
+  _globals['_FETCHREPORTSRESPONSE']._serialized_start=1117
+  _globals['_FETCHREPORTSRESPONSE']._serialized_end=1182
+  _globals['_LISTREPORTEDREQUEST']._serialized_start=1184
+  _globals['_LISTREPORTEDREQUEST']._serialized_end=1226
+  _globals['_EVALUATEREQUEST']._serialized_start=1228
+  _globals['_EVALUATEREQUEST']._serialized_end=1266
+  _globals['_HOUREVALUATION']._serialized_start=1268
+  _globals['_HOUREVALUATION']._serialized_end=1379
+  _globals['_EVALUATERESPONSE']._serialized_start=1381
+  _globals['_EVALUATERESPONSE']._serialized_end=1491
+  _globals['_SANDBOXMARKET']._serialized_start=1494
+  _globals['_SANDBOXMARKET']._serialized_end=1906
 # @@protoc_insertion_point(module_scope)

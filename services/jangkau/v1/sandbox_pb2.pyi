@@ -64,6 +64,10 @@ class OpenCampaignRequest(_message.Message):
     SEED_FIELD_NUMBER: _builtins.int
     SCENARIO_FIELD_NUMBER: _builtins.int
     START_FIELD_NUMBER: _builtins.int
+    END_FIELD_NUMBER: _builtins.int
+    TOTAL_BUDGET_MICROS_FIELD_NUMBER: _builtins.int
+    REJECTION_RATE_FIELD_NUMBER: _builtins.int
+    ERROR_RATE_FIELD_NUMBER: _builtins.int
     campaign_id: _builtins.str
     currency: _builtins.str
     """ISO 4217 currency the market bills in."""
@@ -71,6 +75,12 @@ class OpenCampaignRequest(_message.Message):
     """Seed of the hidden curves and noise; the same seed and arms give the same market."""
     scenario: _builtins.str
     """Market scenario: "pilkada" (default), "saturating", "s_shaped", "shocks", "drift"."""
+    total_budget_micros: _builtins.int
+    """The campaign's total budget, micros, > 0: sets the scale of the hidden curves."""
+    rejection_rate: _builtins.float
+    """Share of SetBudgets edits the market refuses (as platforms do), 0..0.5."""
+    error_rate: _builtins.float
+    """Share of FetchReports calls that fail with UNAVAILABLE, 0..0.5."""
     @_builtins.property
     def arms(self) -> _containers.RepeatedCompositeFieldContainer[Global___SandboxArm]:
         """1..5000 arms."""
@@ -78,6 +88,10 @@ class OpenCampaignRequest(_message.Message):
     @_builtins.property
     def start(self) -> _timestamp_pb2.Timestamp:
         """First hour the market can deliver (the campaign's flight start), UTC."""
+
+    @_builtins.property
+    def end(self) -> _timestamp_pb2.Timestamp:
+        """End of the flight, UTC, after `start`; the market delivers nothing after it."""
 
     def __init__(
         self,
@@ -88,10 +102,14 @@ class OpenCampaignRequest(_message.Message):
         seed: _builtins.int = ...,
         scenario: _builtins.str = ...,
         start: _timestamp_pb2.Timestamp | None = ...,
+        end: _timestamp_pb2.Timestamp | None = ...,
+        total_budget_micros: _builtins.int = ...,
+        rejection_rate: _builtins.float = ...,
+        error_rate: _builtins.float = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["start", b"start"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["end", b"end", "start", b"start"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["arms", b"arms", "campaign_id", b"campaign_id", "currency", b"currency", "scenario", b"scenario", "seed", b"seed", "start", b"start"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["arms", b"arms", "campaign_id", b"campaign_id", "currency", b"currency", "end", b"end", "error_rate", b"error_rate", "rejection_rate", b"rejection_rate", "scenario", b"scenario", "seed", b"seed", "start", b"start", "total_budget_micros", b"total_budget_micros"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -298,3 +316,85 @@ class ListReportedRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListReportedRequest: _TypeAlias = ListReportedRequest  # noqa: Y015
+
+@_typing.final
+class EvaluateRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CAMPAIGN_ID_FIELD_NUMBER: _builtins.int
+    campaign_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        campaign_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["campaign_id", b"campaign_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EvaluateRequest: _TypeAlias = EvaluateRequest  # noqa: Y015
+
+@_typing.final
+class HourEvaluation(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    HOUR_FIELD_NUMBER: _builtins.int
+    BUDGET_MICROS_FIELD_NUMBER: _builtins.int
+    EXPECTED_CONVERSIONS_FIELD_NUMBER: _builtins.int
+    expected_conversions: _builtins.float
+    """Expected conversions of those budgets under the hidden curves."""
+    @_builtins.property
+    def hour(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def budget_micros(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """Hourly budget in force per arm, micros, in `EvaluateResponse.arm_ids` order."""
+
+    def __init__(
+        self,
+        *,
+        hour: _timestamp_pb2.Timestamp | None = ...,
+        budget_micros: _abc.Iterable[_builtins.int] | None = ...,
+        expected_conversions: _builtins.float = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["hour", b"hour"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["budget_micros", b"budget_micros", "expected_conversions", b"expected_conversions", "hour", b"hour"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___HourEvaluation: _TypeAlias = HourEvaluation  # noqa: Y015
+
+@_typing.final
+class EvaluateResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ARM_IDS_FIELD_NUMBER: _builtins.int
+    HOURS_FIELD_NUMBER: _builtins.int
+    SEED_FIELD_NUMBER: _builtins.int
+    SCENARIO_FIELD_NUMBER: _builtins.int
+    seed: _builtins.int
+    """The seed and scenario the market was opened with."""
+    scenario: _builtins.str
+    @_builtins.property
+    def arm_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def hours(self) -> _containers.RepeatedCompositeFieldContainer[Global___HourEvaluation]:
+        """Delivered hours, in order."""
+
+    def __init__(
+        self,
+        *,
+        arm_ids: _abc.Iterable[_builtins.str] | None = ...,
+        hours: _abc.Iterable[Global___HourEvaluation] | None = ...,
+        seed: _builtins.int = ...,
+        scenario: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["arm_ids", b"arm_ids", "hours", b"hours", "scenario", b"scenario", "seed", b"seed"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EvaluateResponse: _TypeAlias = EvaluateResponse  # noqa: Y015

@@ -54,6 +54,11 @@ class SandboxMarketStub:
                 request_serializer=jangkau_dot_v1_dot_sandbox__pb2.ListReportedRequest.SerializeToString,
                 response_deserializer=jangkau_dot_v1_dot_sandbox__pb2.FetchReportsResponse.FromString,
                 _registered_method=True)
+        self.Evaluate = channel.unary_unary(
+                '/jangkau.v1.SandboxMarket/Evaluate',
+                request_serializer=jangkau_dot_v1_dot_sandbox__pb2.EvaluateRequest.SerializeToString,
+                response_deserializer=jangkau_dot_v1_dot_sandbox__pb2.EvaluateResponse.FromString,
+                _registered_method=True)
 
 
 class SandboxMarketServicer:
@@ -92,6 +97,14 @@ class SandboxMarketServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Evaluate(self, request, context):
+        """Scoring only (the demo and benchmarks; never the policy): the budgets in force
+        in each delivered hour and the true expected conversions they bought.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SandboxMarketServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -114,6 +127,11 @@ def add_SandboxMarketServicer_to_server(servicer, server):
                     servicer.ListReported,
                     request_deserializer=jangkau_dot_v1_dot_sandbox__pb2.ListReportedRequest.FromString,
                     response_serializer=jangkau_dot_v1_dot_sandbox__pb2.FetchReportsResponse.SerializeToString,
+            ),
+            'Evaluate': grpc.unary_unary_rpc_method_handler(
+                    servicer.Evaluate,
+                    request_deserializer=jangkau_dot_v1_dot_sandbox__pb2.EvaluateRequest.FromString,
+                    response_serializer=jangkau_dot_v1_dot_sandbox__pb2.EvaluateResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -224,6 +242,33 @@ class SandboxMarket:
             '/jangkau.v1.SandboxMarket/ListReported',
             jangkau_dot_v1_dot_sandbox__pb2.ListReportedRequest.SerializeToString,
             jangkau_dot_v1_dot_sandbox__pb2.FetchReportsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Evaluate(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jangkau.v1.SandboxMarket/Evaluate',
+            jangkau_dot_v1_dot_sandbox__pb2.EvaluateRequest.SerializeToString,
+            jangkau_dot_v1_dot_sandbox__pb2.EvaluateResponse.FromString,
             options,
             channel_credentials,
             insecure,

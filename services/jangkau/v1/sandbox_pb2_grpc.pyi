@@ -51,6 +51,10 @@ class SandboxMarketStub:
     """Every (arm, hour) the market has reported, each at its latest version: what
     a faithful consumer of the reports must hold.
     """
+    Evaluate: _grpc.UnaryUnaryMultiCallable[_sandbox_pb2.EvaluateRequest, _sandbox_pb2.EvaluateResponse]
+    """Scoring only (the demo and benchmarks; never the policy): the budgets in force
+    in each delivered hour and the true expected conversions they bought.
+    """
 
 @_typing.type_check_only
 class SandboxMarketAsyncStub(SandboxMarketStub):
@@ -71,6 +75,10 @@ class SandboxMarketAsyncStub(SandboxMarketStub):
     ListReported: _aio.UnaryUnaryMultiCallable[_sandbox_pb2.ListReportedRequest, _sandbox_pb2.FetchReportsResponse]  # type: ignore[assignment]
     """Every (arm, hour) the market has reported, each at its latest version: what
     a faithful consumer of the reports must hold.
+    """
+    Evaluate: _aio.UnaryUnaryMultiCallable[_sandbox_pb2.EvaluateRequest, _sandbox_pb2.EvaluateResponse]  # type: ignore[assignment]
+    """Scoring only (the demo and benchmarks; never the policy): the budgets in force
+    in each delivered hour and the true expected conversions they bought.
     """
 
 class SandboxMarketServicer(metaclass=_abc_1.ABCMeta):
@@ -113,6 +121,16 @@ class SandboxMarketServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_sandbox_pb2.FetchReportsResponse, _abc.Awaitable[_sandbox_pb2.FetchReportsResponse]]:
         """Every (arm, hour) the market has reported, each at its latest version: what
         a faithful consumer of the reports must hold.
+        """
+
+    @_abc_1.abstractmethod
+    def Evaluate(
+        self,
+        request: _sandbox_pb2.EvaluateRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_sandbox_pb2.EvaluateResponse, _abc.Awaitable[_sandbox_pb2.EvaluateResponse]]:
+        """Scoring only (the demo and benchmarks; never the policy): the budgets in force
+        in each delivered hour and the true expected conversions they bought.
         """
 
 def add_SandboxMarketServicer_to_server(servicer: SandboxMarketServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
