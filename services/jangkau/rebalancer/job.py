@@ -46,8 +46,11 @@ class RebalanceOptions:
     dry_run: bool = False
     # Stop starting campaigns after this many seconds (the rest are reported).
     max_run_seconds: float = 3000.0
-    # Hours re-pulled before the last pull, to pick up restated reports.
+    # Hours re-pulled before the last pull, to pick up restated reports, on runs
+    # whose hour is a multiple of `restatement_every_hours` (other runs pull only
+    # the new hours).
     restatement_hours: int = 72
+    restatement_every_hours: int = 6
     tenant: str = ""
 
 
@@ -180,11 +183,9 @@ class Rebalancer:
                 continue
             key = ",".join(str(p) for p in sorted(adapter.platforms))
             last = self.store.pulled_until(options.tenant, campaign.id, key)
-            since = (
-                flight_start
-                if last is None
-                else max(flight_start, last - timedelta(hours=options.restatement_hours))
-            )
+            since = flight_start if last is None else max(flight_start, last)
+            if last is not None and until.hour % options.restatement_every_hours == 0:
+                since = max(flight_start, last - timedelta(hours=options.restatement_hours))
             if until <= since:
                 continue
             reports = adapter.fetch_reports(target, since, until)
