@@ -241,6 +241,7 @@ class Jangkau:
         token: str = DEV_TOKEN,
         timeout: float = 10.0,
     ) -> None:
+        self.token = token
         self._channels = [
             channel(addr, timeout=timeout, token=token)
             for addr in (audience_addr, budget_addr, metrics_addr)

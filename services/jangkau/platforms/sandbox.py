@@ -51,14 +51,20 @@ class SandboxAdapter:
         scenario: str = "pilkada",
         rejection_rate: float = 0.0,
         error_rate: float = 0.0,
+        token: str | None = None,
     ) -> None:
-        self._stub = sandbox_pb2_grpc.SandboxMarketStub(channel(address, timeout=timeout))
+        self._stub = sandbox_pb2_grpc.SandboxMarketStub(
+            channel(address, timeout=timeout, token=token)
+        )
         self._clock = clock
         self._seed = seed
         self._scenario = scenario
         self._rejection_rate = rejection_rate
         self._error_rate = error_rate
         self._opened: set[str] = set()
+
+    def is_open(self, campaign_id: str) -> bool:
+        return campaign_id in self._opened
 
     def open_campaign(
         self,

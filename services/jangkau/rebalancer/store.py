@@ -101,10 +101,16 @@ class RebalancerStore:
         """Accepted budgets replace the last applied ones; refused arms keep theirs.
         The period is marked done in the same transaction."""
         with self.db.transaction() as cur:
-            for arm_id, micros in accepted.items():
+            if accepted:
+                # One statement for all arms: DuckDB is slow at row-by-row inserts.
+                rows = [
+                    (tenant, campaign_id, arm_id, micros, decision_id, period_start, applied_at)
+                    for arm_id, micros in accepted.items()
+                ]
+                placeholders = ", ".join(["(?, ?, ?, ?, ?, ?, ?)"] * len(rows))
                 cur.execute(
-                    "INSERT OR REPLACE INTO applied_budget VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    [tenant, campaign_id, arm_id, micros, decision_id, period_start, applied_at],
+                    f"INSERT OR REPLACE INTO applied_budget VALUES {placeholders}",
+                    [value for row in rows for value in row],
                 )
             cur.execute(
                 "INSERT OR REPLACE INTO applied_period VALUES (?, ?, ?, ?, ?, ?)",

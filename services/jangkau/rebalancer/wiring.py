@@ -38,6 +38,8 @@ def sandbox_targets(
                 for arm in campaign.arms
             ),
         )
+        if adapter.is_open(campaign.id):
+            return target
         reachable: dict[str, int] = {}
         sizes: dict[str, dict[int, int]] = {}
         for arm in campaign.arms:
@@ -76,6 +78,7 @@ def build(
         seed=seed,
         rejection_rate=rejection_rate,
         error_rate=error_rate,
+        token=client.token,
     )
     store = RebalancerStore(settings.data_dir / "rebalancer.duckdb")
     return Rebalancer(client, [adapter], store, sandbox_targets(client, adapter))
