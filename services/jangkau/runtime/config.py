@@ -31,6 +31,7 @@ ENV_VARS: dict[str, tuple[str, str]] = {
         "",
         "also write finished spans to this file, one JSON per line; {service} in it is replaced",
     ),
+    "JANGKAU_PARENT_PID": ("", "set by `jangkau up`: the service stops when that process dies"),
     "OTEL_SERVICE_NAME": ("", "service name on traces; default jangkau-<service>"),
     "OTEL_EXPORTER_OTLP_ENDPOINT": ("", "OTLP/gRPC collector; unset: no exporter"),
     "OTEL_RESOURCE_ATTRIBUTES": ("", "extra resource attributes, k=v,k=v"),

@@ -4,7 +4,6 @@ container runs, with health-checked start and a bounded, orphan-free stop."""
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import os
 import signal
@@ -30,10 +29,19 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _die_with_parent() -> None:
-    """Child side of fork: SIGTERM this process when the launcher dies (Linux)."""
-    with contextlib.suppress(OSError):
+def die_with_parent() -> None:
+    """Called early by a child `jangkau serve`: SIGTERM it when its launcher dies, so
+    no service outlives `jangkau up` (Linux). Done in the child rather than between
+    fork and exec, where gRPC's fork handlers in the launcher must not run."""
+    expected = os.environ.get("JANGKAU_PARENT_PID", "")
+    if not expected.isdigit():
+        return
+    try:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    except OSError:
+        return
+    if os.getppid() != int(expected):  # the launcher died before the prctl took hold
+        os.kill(os.getpid(), signal.SIGTERM)
 
 
 def wait_serving(address: str, timeout: float, service: str = "") -> None:
@@ -87,6 +95,7 @@ class Cluster:
         for name, var in SERVICE_ADDR_VARS.items():
             variables[var] = self.addresses[name]
         variables.pop("JANGKAU_LISTEN_ADDR", None)
+        variables["JANGKAU_PARENT_PID"] = str(os.getpid())
         variables.update(self.extra_env)
         return variables
 
@@ -99,7 +108,6 @@ class Cluster:
             stdout=log,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
-            preexec_fn=_die_with_parent,
         )
         log.close()
         self.processes[name] = process

@@ -20,6 +20,7 @@ from jangkau.runtime.auth import TokenBook
 from jangkau.runtime.channels import MAX_MESSAGE_BYTES
 from jangkau.runtime.config import Settings
 from jangkau.runtime.interceptors import ServerInterceptor
+from jangkau.runtime.launcher import die_with_parent
 from jangkau.runtime.logs import configure_logging
 from jangkau.runtime.telemetry import configure_telemetry, shutdown_telemetry
 
@@ -61,6 +62,21 @@ def load_definition(name: str) -> ServiceDefinition:
         raise SystemExit(f"unknown service {name!r}; one of {', '.join(SERVICE_MODULES)}")
     module = importlib.import_module(SERVICE_MODULES[name])
     return module.DEFINITION
+
+
+class _LateRegistration:
+    """The server as seen by a servicer added after start: gRPC serves such a
+    servicer through its generic handlers; registering its methods with the core
+    (an optimisation only possible before start) is skipped instead of refused."""
+
+    def __init__(self, server: grpc.Server) -> None:
+        self._server = server
+
+    def add_generic_rpc_handlers(self, handlers: object) -> None:
+        self._server.add_generic_rpc_handlers(handlers)
+
+    def add_registered_method_handlers(self, service_name: str, handlers: object) -> None:
+        return None
 
 
 class RunningServer:
@@ -111,7 +127,7 @@ class RunningServer:
         self.server.start()
         log.info("listening", extra={"fields": {"address": self.settings.listen_addr}})
         self._open = self.definition.open(self.settings)
-        self._open.add_servicer(self.server)
+        self._open.add_servicer(_LateRegistration(self.server))
         self._ready.set()
         for name in ("", self.definition.full_name):
             self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
@@ -135,6 +151,7 @@ class RunningServer:
 
 def serve(name: str) -> None:
     """`jangkau serve <name>`: runs until SIGTERM or SIGINT."""
+    die_with_parent()
     definition = load_definition(name)
     settings = Settings.from_env(name)
     configure_logging(name, settings.log_level)

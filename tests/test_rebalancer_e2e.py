@@ -1,0 +1,261 @@
+"""The hourly loop through real processes: services, the sandbox market, and the
+rebalancer (in-process for speed, and as the `jangkau rebalance` command)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from datetime import timedelta
+
+import grpc
+import pytest
+
+from jangkau.rebalancer.job import RebalanceOptions
+from jangkau.runtime.auth import DEV_TOKEN
+from jangkau.runtime.channels import channel
+from jangkau.runtime.times import HOUR, from_timestamp
+from jangkau.v1 import common_pb2, metrics_pb2, sandbox_pb2, sandbox_pb2_grpc
+from tests.conftest import TOKENS
+from tests.rebalancer_support import (
+    BUDGET_MICROS,
+    FLIGHT_END,
+    FLIGHT_START,
+    QUIET_START,
+    client,
+    create_campaign,
+    rebalancer,
+    run_hours,
+)
+
+SERVICES = ("audience", "metrics", "budget", "sandbox")
+
+
+def sandbox_stub(cluster, token=TOKENS["alpha"]):
+    return sandbox_pb2_grpc.SandboxMarketStub(
+        channel(cluster.addresses["sandbox"], timeout=30, token=token)
+    )
+
+
+def stored_rows(jk, campaign_id):
+    """Every (arm, hour) row metrics holds, through GetArmStats' hourly series."""
+    stats = jk.metrics.arm_stats(campaign_id, FLIGHT_START, FLIGHT_END, include_series=True)
+    return {
+        (arm.arm_id, from_timestamp(p.hour)): (
+            p.spend_micros,
+            p.impressions,
+            p.clicks,
+            p.conversions,
+        )
+        for arm in stats.arms
+        for p in arm.series
+    }
+
+
+@pytest.mark.slow
+def test_days_of_hourly_rebalancing_keep_every_rule_and_metrics_hold_what_was_reported(
+    start_cluster,
+):
+    cluster = start_cluster(*SERVICES)
+    at = [FLIGHT_START]
+    with client(cluster) as jk:
+        campaign = create_campaign(jk)
+        rb = rebalancer(cluster, jk, at, rejection_rate=0.05)
+        hours = int((FLIGHT_END - FLIGHT_START) / HOUR)
+        summaries = run_hours(rb, at, hours + 1)
+        rb.store.close()
+        assert all(not s.failed for s in summaries)
+
+        evaluation = sandbox_stub(cluster).Evaluate(
+            sandbox_pb2.EvaluateRequest(campaign_id=campaign.id)
+        )
+        arm_ids = list(evaluation.arm_ids)
+        for hour in evaluation.hours:
+            moment = from_timestamp(hour.hour)
+            in_force = dict(zip(arm_ids, hour.budget_micros, strict=True))
+            assert in_force["tiktok-muda"] == 0, moment
+            if moment >= QUIET_START:
+                assert sum(in_force.values()) == 0, f"budget in force in the quiet period {moment}"
+
+        summary = jk.metrics.summary(campaign.id, as_of=FLIGHT_END)
+        assert 0 < summary.spend_micros <= BUDGET_MICROS
+        quiet = jk.metrics.timeseries(
+            campaign.id,
+            QUIET_START,
+            FLIGHT_END,
+            [metrics_pb2.METRIC_SPEND],
+            metrics_pb2.BY_CAMPAIGN,
+            metrics_pb2.HOURLY,
+        )
+        assert sum(p.values[0] for s in quiet.series for p in s.points) == 0
+        tiktok = [p for p in summary.platforms if p.platform == common_pb2.TIKTOK]
+        assert not tiktok or tiktok[0].spend_micros == 0
+
+        reported = sandbox_stub(cluster).ListReported(
+            sandbox_pb2.ListReportedRequest(campaign_id=campaign.id)
+        )
+        expected = {
+            (r.arm_id, from_timestamp(r.hour)): (
+                r.spend_micros,
+                r.impressions,
+                r.clicks,
+                r.conversions,
+            )
+            for r in reported.reports
+        }
+        assert expected, "the sandbox reported nothing"
+        assert sum(spend for spend, *_ in expected.values()) <= BUDGET_MICROS
+        assert stored_rows(jk, campaign.id) == expected
+
+
+def test_a_second_run_in_the_same_hour_applies_nothing(start_cluster):
+    cluster = start_cluster(*SERVICES)
+    at = [FLIGHT_START]
+    with client(cluster) as jk:
+        campaign = create_campaign(jk)
+        rb = rebalancer(cluster, jk, at)
+        first = run_hours(rb, at, 3)[-1].campaigns[0]
+        at[0] = at[0] + timedelta(minutes=20)
+        again = rb.run(RebalanceOptions(at=at[0], tenant="alpha"))
+        rb.store.close()
+    assert first.outcome.value == "applied" and first.edits > 0
+    assert again.campaigns[0].outcome.value == "replayed"
+    assert again.campaigns[0].edits == 0
+    assert again.campaigns[0].campaign_id == campaign.id
+
+
+def rebalance_command(cluster, at, *extra, token=TOKENS["alpha"]):
+    env = dict(cluster.environment())
+    env["JANGKAU_TOKEN"] = token
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "jangkau.cli.main",
+            "rebalance",
+            "--at",
+            at.isoformat(),
+            "--json",
+            *extra,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_with_metrics_down_the_last_budgets_stay_and_the_next_run_catches_up(start_cluster):
+    cluster = start_cluster(*SERVICES)
+    at = [FLIGHT_START]
+    with client(cluster) as jk:
+        campaign = create_campaign(jk)
+        rb = rebalancer(cluster, jk, at)
+        run_hours(rb, at, 4)
+        rb.store.close()
+        before = sandbox_stub(cluster).Evaluate(
+            sandbox_pb2.EvaluateRequest(campaign_id=campaign.id)
+        )
+
+        cluster.terminate("metrics")
+        down = rebalance_command(cluster, FLIGHT_START + 4 * HOUR + timedelta(minutes=5))
+        assert down.returncode == 1, down.stderr
+        outcome = json.loads(down.stdout)["campaigns"][0]
+        assert outcome["outcome"] == "failed"
+
+        cluster.spawn("metrics")
+        cluster.wait("metrics")
+        up = rebalance_command(cluster, FLIGHT_START + 5 * HOUR + timedelta(minutes=5))
+        assert up.returncode == 0, up.stderr + up.stdout
+        after = sandbox_stub(cluster).Evaluate(sandbox_pb2.EvaluateRequest(campaign_id=campaign.id))
+        # Hour 4 ran on hour 3's budgets: nothing was pushed while metrics was down.
+        assert list(after.hours[4].budget_micros) == list(after.hours[3].budget_micros)
+        assert list(after.hours[2].budget_micros) == list(before.hours[2].budget_micros)
+        reported = sandbox_stub(cluster).ListReported(
+            sandbox_pb2.ListReportedRequest(campaign_id=campaign.id)
+        )
+        hours_reported = {from_timestamp(r.hour) for r in reported.reports}
+        hours_stored = {hour for _, hour in stored_rows(jk, campaign.id)}
+        assert hours_reported == hours_stored
+        assert max(hours_stored) == FLIGHT_START + 4 * HOUR
+
+
+def test_one_broken_campaign_does_not_stop_the_others(start_cluster):
+    cluster = start_cluster(*SERVICES)
+    with client(cluster) as jk:
+        good = create_campaign(jk, "Pilbup A")
+        broken = create_campaign(jk, "Pilbup B")
+        # Half of every hour's spend must go to an arm TikTok's policy keeps at zero:
+        # no split can hold.
+        broken.coverage_floors.add(name="tiktok", arm_ids=["tiktok-muda"], min_share=0.5)
+        jk.budget.update_campaign(broken, ["coverage_floors"])
+    result = rebalance_command(cluster, FLIGHT_START + timedelta(minutes=5))
+    assert result.returncode == 1, result.stderr
+    outcomes = {c["campaign_id"]: c for c in json.loads(result.stdout)["campaigns"]}
+    assert outcomes[good.id]["outcome"] == "applied"
+    assert outcomes[broken.id]["outcome"] == "failed"
+    assert "FAILED_PRECONDITION" in outcomes[broken.id]["message"]
+
+
+@pytest.mark.slow
+def test_killing_the_rebalancer_mid_run_then_running_again_leaves_campaigns_consistent(
+    start_cluster,
+):
+    cluster = start_cluster(*SERVICES)
+    with client(cluster) as jk:
+        ids = [create_campaign(jk, f"Pilbup {i}").id for i in range(6)]
+    at = FLIGHT_START + timedelta(minutes=5)
+    env = dict(cluster.environment())
+    env["JANGKAU_TOKEN"] = TOKENS["alpha"]
+    victim = subprocess.Popen(
+        [sys.executable, "-m", "jangkau.cli.main", "rebalance", "--at", at.isoformat()],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    time.sleep(2.5)
+    victim.send_signal(signal.SIGKILL)
+    victim.wait()
+    again = rebalance_command(cluster, at)
+    assert again.returncode == 0, again.stderr + again.stdout
+    outcomes = json.loads(again.stdout)["campaigns"]
+    assert {c["campaign_id"] for c in outcomes} == set(ids)
+    with client(cluster) as jk:
+        for campaign_id in ids:
+            decisions = list(jk.budget.list_decisions(campaign_id))
+            assert len(decisions) == 1, "one decision per campaign and hour"
+            wanted = {a.arm_id: a.budget_micros * 24 for a in decisions[0].allocation.arms}
+            evaluation = sandbox_stub(cluster).Evaluate(
+                sandbox_pb2.EvaluateRequest(campaign_id=campaign_id)
+            )
+            # The market holds exactly the decided budgets from this hour on.
+            sandbox_stub(cluster).FetchReports(
+                sandbox_pb2.FetchReportsRequest(
+                    campaign_id=campaign_id,
+                    since=evaluation.hours[0].hour
+                    if evaluation.hours
+                    else decisions[0].allocation.period.start,
+                    until=decisions[0].allocation.period.end,
+                    at=decisions[0].allocation.period.end,
+                )
+            )
+            evaluation = sandbox_stub(cluster).Evaluate(
+                sandbox_pb2.EvaluateRequest(campaign_id=campaign_id)
+            )
+            in_force = dict(
+                zip(evaluation.arm_ids, evaluation.hours[-1].budget_micros, strict=True)
+            )
+            assert in_force == {arm: daily // 24 for arm, daily in wanted.items()}
+
+
+def test_the_rebalancer_refuses_a_wrong_token(start_cluster):
+    cluster = start_cluster(*SERVICES)
+    result = rebalance_command(cluster, FLIGHT_START, token="not-a-token")
+    assert result.returncode != 0
+    assert "UNAUTHENTICATED" in result.stdout + result.stderr
+
+
+_ = (os, grpc, DEV_TOKEN)
