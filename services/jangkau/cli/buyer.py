@@ -600,9 +600,10 @@ def _report(args: argparse.Namespace, jk: Jangkau) -> int:
         prior = [p.values[1] for p in s.points[-14:-7]]
         trend = (sum(last) - sum(prior)) / sum(prior) * 100 if sum(prior) else 0.0
         cpa = spend / conversions if conversions else 0.0
+        key = s.key.lower() if args.by == "platform" else s.key
         rows.append(
             (
-                s.key,
+                key,
                 money(spend, summary.currency),
                 f"{conversions:,.0f}",
                 money(cpa, summary.currency) if conversions else "-",
@@ -612,7 +613,7 @@ def _report(args: argparse.Namespace, jk: Jangkau) -> int:
         )
         payload.append(
             {
-                "key": s.key,
+                "key": key,
                 "spend_micros": spend,
                 "conversions": conversions,
                 "cpa_micros": cpa,

@@ -1,0 +1,269 @@
+"""The `jangkau` command, run for real in a subprocess against real services."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from jangkau.cli.output import EXIT_DENIED, EXIT_NOT_FOUND, EXIT_OK, EXIT_USAGE
+from tests.conftest import TOKENS
+from tests.rebalancer_support import FLIGHT_START
+
+SERVICES = ("audience", "metrics", "budget", "sandbox")
+
+
+@pytest.fixture(scope="module")
+def cli_cluster(tmp_path_factory):
+    from jangkau.runtime.launcher import Cluster
+
+    root = tmp_path_factory.mktemp("cli")
+    tokens = root / "tokens.json"
+    tokens.write_text(
+        json.dumps(
+            {
+                "tokens": [
+                    {"token": TOKENS["alpha"], "tenant": "alpha", "role": "buyer"},
+                    {"token": TOKENS["alpha_viewer"], "tenant": "alpha", "role": "viewer"},
+                ]
+            }
+        )
+    )
+    cluster = Cluster(
+        root / "data",
+        SERVICES,
+        free_ports=True,
+        extra_env={"JANGKAU_TOKENS_FILE": str(tokens), "JANGKAU_GRACE_SECONDS": "1"},
+    )
+    cluster.start()
+    yield cluster
+    cluster.stop()
+
+
+def jangkau(cluster, *args: str, token: str = TOKENS["alpha"]) -> subprocess.CompletedProcess:
+    env = cluster.environment()
+    env["JANGKAU_TOKEN"] = token
+    return subprocess.run(
+        [sys.executable, "-m", "jangkau.cli.main", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.fixture(scope="module")
+def made(cli_cluster, tmp_path_factory):
+    """An audience, a contact-list audience and a campaign made through the CLI."""
+    young = jangkau(
+        cli_cluster,
+        "audience",
+        "create",
+        "--name",
+        "Jabar muda",
+        "--region",
+        "32",
+        "--age",
+        "17-29",
+    )
+    assert young.returncode == EXIT_OK, young.stderr
+    older = jangkau(
+        cli_cluster,
+        "audience",
+        "create",
+        "--name",
+        "Jabar dewasa",
+        "--region",
+        "32",
+        "--age",
+        "30-60",
+    )
+    contacts = tmp_path_factory.mktemp("contacts") / "relawan.csv"
+    contacts.write_text(
+        "phone,email\n"
+        + "".join(f"0812{i:08d}, Relawan{i}@Example.ID\n" for i in range(150))
+        + "12,not-an-email\n"
+    )
+    upload = jangkau(
+        cli_cluster,
+        "audience",
+        "upload-list",
+        "--name",
+        "relawan",
+        "--purpose",
+        "kabar kampanye",
+        "--consent",
+        "explicit",
+        "--file",
+        str(contacts),
+        "--json",
+    )
+    assert upload.returncode == EXIT_OK, upload.stderr
+    list_id = json.loads(upload.stdout)["id"]
+    listed = jangkau(cli_cluster, "audience", "create", "--name", "Relawan", "--list", list_id)
+    assert listed.returncode == EXIT_OK, listed.stderr
+    young_id, older_id, list_aud = young.stdout.strip(), older.stdout.strip(), listed.stdout.strip()
+    campaign = jangkau(
+        cli_cluster,
+        "campaign",
+        "create",
+        "--name",
+        "Pilbup Bogor",
+        "--kind",
+        "political",
+        "--budget",
+        "50000000",
+        "--start",
+        "2024-11-22",
+        "--end",
+        "2024-11-27",
+        "--authorized",
+        "--arm",
+        f"meta-muda:meta:{young_id}",
+        "--arm",
+        f"google-dewasa:google:{older_id}",
+        "--arm",
+        f"tiktok-muda:tiktok:{young_id}",
+        "--arm",
+        f"meta-relawan:meta:{list_aud}",
+    )
+    assert campaign.returncode == EXIT_OK, campaign.stderr
+    return {
+        "young": young_id,
+        "older": older_id,
+        "list": list_aud,
+        "campaign": campaign.stdout.strip(),
+    }
+
+
+def test_campaign_list_and_show(cli_cluster, made):
+    listing = jangkau(cli_cluster, "campaign", "list")
+    assert listing.returncode == EXIT_OK
+    assert made["campaign"] in listing.stdout
+    shown = jangkau(cli_cluster, "campaign", "show", made["campaign"], "--json")
+    assert shown.returncode == EXIT_OK
+    body = json.loads(shown.stdout)
+    assert body["name"] == "Pilbup Bogor"
+    assert len(body["arms"]) == 4
+
+
+def test_campaign_update_changes_the_budget(cli_cluster, made):
+    updated = jangkau(
+        cli_cluster, "campaign", "update", made["campaign"], "--budget", "60000000", "--json"
+    )
+    assert updated.returncode == EXIT_OK, updated.stderr
+    assert int(json.loads(updated.stdout)["total_budget_micros"]) == 60_000_000 * 1_000_000
+
+
+def test_audience_size_flags_contact_lists_on_google_for_political_use(cli_cluster, made):
+    size = jangkau(cli_cluster, "audience", "size", made["list"], "--kind", "political", "--json")
+    assert size.returncode == EXIT_OK, size.stderr
+    platforms = {p["platform"]: p for p in json.loads(size.stdout)["platforms"]}
+    assert platforms["GOOGLE"].get("allowed", False) is False
+    table = jangkau(cli_cluster, "audience", "size", made["young"])
+    assert "voters:" in table.stdout
+
+
+def test_audience_overlap_and_list(cli_cluster, made):
+    overlap = jangkau(cli_cluster, "audience", "overlap", made["young"], made["older"], "--json")
+    assert overlap.returncode == EXIT_OK, overlap.stderr
+    body = json.loads(overlap.stdout)
+    assert body["audience_ids"] == [made["young"], made["older"]]
+    listing = jangkau(cli_cluster, "audience", "list")
+    assert made["young"] in listing.stdout
+
+
+def test_audience_export_writes_hashed_records(cli_cluster, made, tmp_path):
+    out = tmp_path / "meta.csv"
+    export = jangkau(
+        cli_cluster, "audience", "export", made["list"], "--platform", "meta", "--out", str(out)
+    )
+    assert export.returncode == EXIT_OK, export.stderr
+    lines = out.read_text().splitlines()
+    assert len(lines) == 301  # header + one record per stored identifier (150 phones, 150 e-mails)
+    assert "0812" not in out.read_text()
+
+
+def test_allocate_is_a_dry_run_with_reasons(cli_cluster, made):
+    at = FLIGHT_START.isoformat()
+    allocate = jangkau(cli_cluster, "allocate", made["campaign"], "--at", at)
+    assert allocate.returncode == EXIT_OK, allocate.stderr
+    assert "dry run" in allocate.stdout
+    assert "tiktok-muda" in allocate.stdout
+    decisions = jangkau(cli_cluster, "decisions", made["campaign"], "--json")
+    assert json.loads(decisions.stdout) == []
+
+
+def test_rebalance_then_decisions_and_report(cli_cluster, made):
+    at = FLIGHT_START.isoformat()
+    rebalance = jangkau(cli_cluster, "rebalance", "--campaign", made["campaign"], "--at", at)
+    assert rebalance.returncode == EXIT_OK, rebalance.stderr + rebalance.stdout
+    assert "applied" in rebalance.stdout
+    decisions = jangkau(cli_cluster, "decisions", made["campaign"])
+    assert decisions.returncode == EXIT_OK
+    assert "ineligible" in decisions.stdout
+    later = FLIGHT_START.replace(hour=FLIGHT_START.hour + 3).isoformat()
+    jangkau(cli_cluster, "rebalance", "--campaign", made["campaign"], "--at", later)
+    report = jangkau(cli_cluster, "report", made["campaign"], "--by", "platform", "--at", later)
+    assert report.returncode == EXIT_OK, report.stderr
+    assert "meta" in report.stdout
+
+
+def test_a_wrong_argument_fails_with_the_field_named(cli_cluster):
+    bad_kind = jangkau(cli_cluster, "campaign", "create", "--kind", "banana")
+    assert bad_kind.returncode == EXIT_USAGE
+    assert "kind" in bad_kind.stderr
+    bad_age = jangkau(cli_cluster, "audience", "create", "--name", "x", "--age", "40")
+    assert bad_age.returncode == EXIT_USAGE
+    assert bad_age.stderr.strip().startswith("error: --age")
+
+
+def test_invalid_input_refused_by_the_service_names_the_field(cli_cluster, made):
+    backwards = jangkau(
+        cli_cluster,
+        "campaign",
+        "create",
+        "--name",
+        "x",
+        "--kind",
+        "civic",
+        "--budget",
+        "1000",
+        "--start",
+        "2024-11-27",
+        "--end",
+        "2024-11-20",
+        "--arm",
+        f"a:meta:{made['young']}",
+    )
+    assert backwards.returncode == EXIT_USAGE
+    assert "campaign.flight" in backwards.stderr
+    assert len(backwards.stderr.strip().splitlines()) == 1
+
+
+def test_a_missing_object_exits_not_found(cli_cluster):
+    missing = jangkau(cli_cluster, "campaign", "show", "cmp_0000000000000000")
+    assert missing.returncode == EXIT_NOT_FOUND
+
+
+def test_a_wrong_token_is_refused(cli_cluster):
+    result = jangkau(cli_cluster, "campaign", "list", token="wrong-token")
+    assert result.returncode == EXIT_DENIED
+    assert "unauthenticated" in result.stderr
+
+
+def test_a_viewer_cannot_create(cli_cluster):
+    result = jangkau(
+        cli_cluster,
+        "audience",
+        "create",
+        "--name",
+        "x",
+        "--region",
+        "32",
+        token=TOKENS["alpha_viewer"],
+    )
+    assert result.returncode == EXIT_DENIED
+    assert "permission_denied" in result.stderr
