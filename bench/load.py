@@ -1,0 +1,126 @@
+"""Load benchmark: mixed Locust load on the jangkau services next to a plain gRPC
+echo server, both measured in this run, on this machine, the same way (the same
+Locust user base, client stack, number of users and duration).
+
+    python bench/load.py [--seconds 60] [--users 20]
+
+Prints each phase's per-RPC table (throughput, p50, p95, failures), the p95 of
+the read RPCs under the mixed load, and as last line
+
+    load rps: mixed=<n> echo=<n> ratio=<r> failures=<n>
+
+Targets: mixed >= 50% of echo with zero failures; read p95 <= 50 ms. The
+services run as subprocesses on free loopback ports (the `jangkau up` launcher),
+the echo server as one more subprocess; Locust runs in this process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+# The load-test package lives at the repository root, beside this folder.
+sys.path.insert(0, str(ROOT))
+
+from locust import User, constant, task  # noqa: E402
+from locust.env import Environment  # noqa: E402
+
+from loadtests import echo  # noqa: E402
+from loadtests.grpc_user import GrpcUser  # noqa: E402
+from loadtests.locustfile import USER_CLASSES  # noqa: E402
+from loadtests.run import (  # noqa: E402
+    READ_METHODS,
+    LoadResult,
+    format_table,
+    run_users,
+    services,
+)
+from loadtests.scenario import attach, prepare  # noqa: E402
+
+READ_P95_TARGET_MS = 50.0
+RATIO_TARGET = 0.5
+# Request bytes of one echo call: about the size of a typical jangkau read reply.
+ECHO_PAYLOAD = b"j" * 256
+
+
+class EchoUser(GrpcUser):
+    """Calls the echo server back to back (its address is the environment's host)."""
+
+    wait_time = constant(0)
+
+    def on_start(self) -> None:
+        self.echo = self.channel(self.host).unary_unary(echo.METHOD)
+
+    @task
+    def echo_call(self) -> None:
+        self.echo(ECHO_PAYLOAD, timeout=self.timeout)
+
+
+def start_echo_server() -> tuple[subprocess.Popen[str], str]:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "loadtests.echo", "127.0.0.1:0"],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    line = process.stdout.readline()
+    if not line.startswith("listening "):
+        process.kill()
+        raise SystemExit(f"echo server did not start: {line!r}")
+    return process, f"127.0.0.1:{int(line.split()[1])}"
+
+
+def measure_echo(address: str, users: int, seconds: float) -> LoadResult:
+    def setup(environment: Environment) -> None:
+        environment.host = address
+
+    user_classes: list[type[User]] = [EchoUser]
+    return run_users(user_classes, users=users, seconds=seconds, setup=setup)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--seconds", type=float, default=60.0, help="each phase (60)")
+    parser.add_argument("--users", type=int, default=20, help="concurrent users (20)")
+    args = parser.parse_args(argv)
+
+    echo_server, echo_address = start_echo_server()
+    try:
+        with services() as addresses:
+            world = prepare(addresses)
+            print(f"== echo: {args.users} users, {args.seconds:.0f} s", flush=True)
+            baseline = measure_echo(echo_address, args.users, args.seconds)
+            print(format_table(baseline), flush=True)
+            print(f"== mixed: {args.users} users, {args.seconds:.0f} s", flush=True)
+            mixed = run_users(
+                USER_CLASSES,
+                users=args.users,
+                seconds=args.seconds,
+                setup=lambda environment: attach(environment, world),
+            )
+    finally:
+        echo_server.terminate()
+        echo_server.wait(10)
+    reads = mixed.combined(READ_METHODS, "reads")
+    print(format_table(mixed, [reads]))
+    ratio = mixed.rps / baseline.rps if baseline.rps else 0.0
+    failures = mixed.failures + baseline.failures
+    print(f"reads p95 under mixed load: {reads.p95_ms:.0f} ms (target <= {READ_P95_TARGET_MS:.0f})")
+    print(
+        f"targets: ratio >= {RATIO_TARGET} {'met' if ratio >= RATIO_TARGET else 'MISSED'}, "
+        f"reads p95 {'met' if reads.p95_ms <= READ_P95_TARGET_MS else 'MISSED'}, "
+        f"failures {'none' if failures == 0 else failures}"
+    )
+    print(
+        f"load rps: mixed={mixed.rps:.0f} echo={baseline.rps:.0f} ratio={ratio:.2f} "
+        f"failures={failures}"
+    )
+    return 0 if failures == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
