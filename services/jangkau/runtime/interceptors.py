@@ -19,6 +19,7 @@ from jangkau.runtime.telemetry import extract_context, instruments, tracer
 log = logging.getLogger("jangkau.rpc")
 
 _UNTRACED_PREFIXES = ("/grpc.health.", "/grpc.reflection.")
+SLOW_CALL_MS = 250.0
 
 
 def _split(method: str) -> tuple[str, str]:
@@ -112,7 +113,13 @@ class _Wrapper:
             span.set_attribute("jangkau.tenant", caller.tenant)
         if status != "OK":
             span.set_status(trace.Status(trace.StatusCode.ERROR, status))
-        log.info(
+        # Failed and slow calls at INFO; the rest at DEBUG, so a busy service does not
+        # spend its time writing a line per successful call.
+        level = logging.INFO if status != "OK" or elapsed_ms > SLOW_CALL_MS else logging.DEBUG
+        if not log.isEnabledFor(level):
+            return
+        log.log(
+            level,
             "rpc",
             extra={
                 "fields": {
