@@ -113,7 +113,18 @@ Global___ConsentBasis: _TypeAlias = ConsentBasis  # noqa: Y015
 
 @_typing.final
 class Rule(_message.Message):
-    """A node of an audience rule tree. Exactly one field is set."""
+    """A node of an audience rule tree. Exactly one field is set.
+
+    Errors name a node by its path from the request field: `rule` is the root,
+    `rule.all[2]` the third child of an `all`, `rule.not` the child of a `not`,
+    then the leaf's field (`rule.all[2].age.max`).
+
+    Size semantics (services/jangkau/data/README.md): region, gender, locality and
+    connectivity hold for whole population cells; ages inside a cell's band are
+    taken as evenly spread; a contact list's members are taken as spread like the
+    voters of the regions the list declares; an interest holds for a fixed share
+    of every cell. Sizes are the expected number of voters for which the rule holds.
+    """
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -129,7 +140,9 @@ class Rule(_message.Message):
     EXCLUDE_AUDIENCE_ID_FIELD_NUMBER: _builtins.int
     INTEREST_FIELD_NUMBER: _builtins.int
     contact_list_id: _builtins.str
-    """Member of a contact list of the same tenant (by list id)."""
+    """Member of a contact list of the same tenant (by list id). At most 4
+    distinct lists per rule, counting those of excluded audiences.
+    """
     exclude_audience_id: _builtins.str
     """Not a member of another audience of the same tenant (by audience id).
     Cycles of exclusions are refused.
@@ -166,6 +179,7 @@ class Rule(_message.Message):
     def interest(self) -> Global___InterestCondition:
         """An interest category. Sensitive categories (religion, ethnicity, health,
         political affiliation and the like) do not exist and are refused by name.
+        At most 4 distinct interests per rule.
         """
 
     def __init__(
@@ -194,11 +208,15 @@ Global___Rule: _TypeAlias = Rule  # noqa: Y015
 
 @_typing.final
 class RuleList(_message.Message):
+    """The children of an AND or OR node."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     RULES_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def rules(self) -> _containers.RepeatedCompositeFieldContainer[Global___Rule]: ...
+    def rules(self) -> _containers.RepeatedCompositeFieldContainer[Global___Rule]:
+        """1..50 child rules; a tree is at most 12 levels deep and 500 nodes."""
+
     def __init__(
         self,
         *,
@@ -214,6 +232,8 @@ Global___RuleList: _TypeAlias = RuleList  # noqa: Y015
 
 @_typing.final
 class RegionCondition(_message.Message):
+    """Lives in one of these regions."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     CODES_FIELD_NUMBER: _builtins.int
@@ -239,6 +259,11 @@ Global___RegionCondition: _TypeAlias = RegionCondition  # noqa: Y015
 
 @_typing.final
 class AgeRange(_message.Message):
+    """Ages min..max inclusive. Cells are banded 17, 18-24, 25-34, 35-44, 45-54,
+    55-64, 65+; a range that cuts a band counts the band in proportion (the 65+
+    band is spread over 65..84).
+    """
+
     DESCRIPTOR: _descriptor.Descriptor
 
     MIN_FIELD_NUMBER: _builtins.int
@@ -246,7 +271,7 @@ class AgeRange(_message.Message):
     min: _builtins.int
     """Youngest age included, in years, 17..120 (17 is the voting age)."""
     max: _builtins.int
-    """Oldest age included, in years, min..120."""
+    """Oldest age included, in years, min..120; under min is an empty range."""
     def __init__(
         self,
         *,
@@ -263,12 +288,14 @@ Global___AgeRange: _TypeAlias = AgeRange  # noqa: Y015
 
 @_typing.final
 class GenderCondition(_message.Message):
+    """Gender is one of these."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     GENDERS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def genders(self) -> _containers.RepeatedScalarFieldContainer[Global___Gender.ValueType]:
-        """1..2 genders."""
+        """1..2 genders, each MALE or FEMALE."""
 
     def __init__(
         self,
@@ -285,10 +312,13 @@ Global___GenderCondition: _TypeAlias = GenderCondition  # noqa: Y015
 
 @_typing.final
 class LocalityCondition(_message.Message):
+    """The cell is urban, or rural."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     LOCALITY_FIELD_NUMBER: _builtins.int
     locality: Global___Locality.ValueType
+    """URBAN or RURAL; required."""
     def __init__(
         self,
         *,
@@ -304,12 +334,14 @@ Global___LocalityCondition: _TypeAlias = LocalityCondition  # noqa: Y015
 
 @_typing.final
 class ConnectivityCondition(_message.Message):
+    """The cell's connectivity band is one of these."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     BANDS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def bands(self) -> _containers.RepeatedScalarFieldContainer[Global___ConnectivityBand.ValueType]:
-        """1..3 bands."""
+        """1..3 bands, none unspecified."""
 
     def __init__(
         self,
@@ -326,11 +358,16 @@ Global___ConnectivityCondition: _TypeAlias = ConnectivityCondition  # noqa: Y015
 
 @_typing.final
 class InterestCondition(_message.Message):
+    """An interest from the service's catalogue."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     NAME_FIELD_NUMBER: _builtins.int
     name: _builtins.str
-    """Interest category name, lower-case, for example "sports" or "education"."""
+    """Interest category name, lower-case, one of: agriculture, automotive,
+    badminton, business, education, environment, fashion, film, food, football,
+    gaming, music, parenting, sports, technology, travel, volunteering.
+    """
     def __init__(
         self,
         *,
@@ -346,6 +383,8 @@ Global___InterestCondition: _TypeAlias = InterestCondition  # noqa: Y015
 
 @_typing.final
 class Audience(_message.Message):
+    """A named rule of one tenant."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     ID_FIELD_NUMBER: _builtins.int
@@ -354,20 +393,31 @@ class Audience(_message.Message):
     USES_CONTACT_LISTS_FIELD_NUMBER: _builtins.int
     DEMOGRAPHIC_ONLY_FIELD_NUMBER: _builtins.int
     CREATE_TIME_FIELD_NUMBER: _builtins.int
+    UPDATE_TIME_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Server-assigned id, "aud_" + 16 hex digits."""
     name: _builtins.str
     """Display name, 1..200 characters."""
     uses_contact_lists: _builtins.bool
-    """True when the rule uses a contact list (forbidden for POLITICAL on Google)."""
+    """True when the rule uses a contact list, directly or through an excluded
+    audience (forbidden for POLITICAL on Google).
+    """
     demographic_only: _builtins.bool
-    """Only age, gender and location conditions: usable by Google election ads."""
+    """Only age, gender and region conditions: usable by Google election ads."""
     @_builtins.property
     def rule(self) -> Global___Rule:
-        """The rule tree that defines the audience."""
+        """The rule tree that defines the audience, as given (excluded audiences are
+        referenced by id and read when the audience is used).
+        """
 
     @_builtins.property
-    def create_time(self) -> _timestamp_pb2.Timestamp: ...
+    def create_time(self) -> _timestamp_pb2.Timestamp:
+        """When the audience was created (UTC)."""
+
+    @_builtins.property
+    def update_time(self) -> _timestamp_pb2.Timestamp:
+        """When its name or rule last changed (UTC); equals create_time until then."""
+
     def __init__(
         self,
         *,
@@ -377,10 +427,11 @@ class Audience(_message.Message):
         uses_contact_lists: _builtins.bool = ...,
         demographic_only: _builtins.bool = ...,
         create_time: _timestamp_pb2.Timestamp | None = ...,
+        update_time: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "rule", b"rule"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "rule", b"rule", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "demographic_only", b"demographic_only", "id", b"id", "name", b"name", "rule", b"rule", "uses_contact_lists", b"uses_contact_lists"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "demographic_only", b"demographic_only", "id", b"id", "name", b"name", "rule", b"rule", "update_time", b"update_time", "uses_contact_lists", b"uses_contact_lists"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -393,7 +444,7 @@ class CreateAudienceRequest(_message.Message):
     NAME_FIELD_NUMBER: _builtins.int
     RULE_FIELD_NUMBER: _builtins.int
     name: _builtins.str
-    """1..200 characters."""
+    """1..200 characters, no leading or trailing spaces."""
     @_builtins.property
     def rule(self) -> Global___Rule:
         """Required."""
@@ -418,6 +469,7 @@ class GetAudienceRequest(_message.Message):
 
     AUDIENCE_ID_FIELD_NUMBER: _builtins.int
     audience_id: _builtins.str
+    """Id of an audience of the caller's tenant; required."""
     def __init__(
         self,
         *,
@@ -432,12 +484,44 @@ class GetAudienceRequest(_message.Message):
 Global___GetAudienceRequest: _TypeAlias = GetAudienceRequest  # noqa: Y015
 
 @_typing.final
+class UpdateAudienceRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    AUDIENCE_ID_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    RULE_FIELD_NUMBER: _builtins.int
+    audience_id: _builtins.str
+    """Id of an audience of the caller's tenant; required."""
+    name: _builtins.str
+    """The new name, 1..200 characters."""
+    @_builtins.property
+    def rule(self) -> Global___Rule:
+        """The new rule; required."""
+
+    def __init__(
+        self,
+        *,
+        audience_id: _builtins.str = ...,
+        name: _builtins.str = ...,
+        rule: Global___Rule | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["rule", b"rule"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["audience_id", b"audience_id", "name", b"name", "rule", b"rule"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateAudienceRequest: _TypeAlias = UpdateAudienceRequest  # noqa: Y015
+
+@_typing.final
 class ListAudiencesRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     PAGE_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def page(self) -> _common_pb2.PageRequest: ...
+    def page(self) -> _common_pb2.PageRequest:
+        """Which page; newest audiences first."""
+
     def __init__(
         self,
         *,
@@ -458,8 +542,11 @@ class ListAudiencesResponse(_message.Message):
     AUDIENCES_FIELD_NUMBER: _builtins.int
     NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     next_page_token: _builtins.str
+    """Token of the next page; empty on the last page."""
     @_builtins.property
-    def audiences(self) -> _containers.RepeatedCompositeFieldContainer[Global___Audience]: ...
+    def audiences(self) -> _containers.RepeatedCompositeFieldContainer[Global___Audience]:
+        """Up to page_size audiences of the caller's tenant."""
+
     def __init__(
         self,
         *,
@@ -479,15 +566,22 @@ class DeleteAudienceRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     AUDIENCE_ID_FIELD_NUMBER: _builtins.int
+    DELETE_UNUSED_CONTACT_LISTS_FIELD_NUMBER: _builtins.int
     audience_id: _builtins.str
+    """Id of an audience of the caller's tenant; required."""
+    delete_unused_contact_lists: _builtins.bool
+    """Also delete, with their hashes, the contact lists this audience names that
+    no other audience names.
+    """
     def __init__(
         self,
         *,
         audience_id: _builtins.str = ...,
+        delete_unused_contact_lists: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["audience_id", b"audience_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["audience_id", b"audience_id", "delete_unused_contact_lists", b"delete_unused_contact_lists"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -497,12 +591,23 @@ Global___DeleteAudienceRequest: _TypeAlias = DeleteAudienceRequest  # noqa: Y015
 class DeleteAudienceResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
+    DELETED_LIST_IDS_FIELD_NUMBER: _builtins.int
+    REMOVED_HASHES_FIELD_NUMBER: _builtins.int
+    removed_hashes: _builtins.int
+    """Hashes removed with those lists."""
+    @_builtins.property
+    def deleted_list_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Contact lists deleted with the audience (only with delete_unused_contact_lists)."""
+
     def __init__(
         self,
+        *,
+        deleted_list_ids: _abc.Iterable[_builtins.str] | None = ...,
+        removed_hashes: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["deleted_list_ids", b"deleted_list_ids", "removed_hashes", b"removed_hashes"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -510,6 +615,8 @@ Global___DeleteAudienceResponse: _TypeAlias = DeleteAudienceResponse  # noqa: Y0
 
 @_typing.final
 class EstimateSizeRequest(_message.Message):
+    """Size of a saved audience or of an unsaved rule."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     AUDIENCE_ID_FIELD_NUMBER: _builtins.int
@@ -550,6 +657,8 @@ Global___EstimateSizeRequest: _TypeAlias = EstimateSizeRequest  # noqa: Y015
 
 @_typing.final
 class PlatformEstimate(_message.Message):
+    """One platform's view of an audience."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     PLATFORM_FIELD_NUMBER: _builtins.int
@@ -559,6 +668,7 @@ class PlatformEstimate(_message.Message):
     REASON_FIELD_NUMBER: _builtins.int
     MINIMUM_FIELD_NUMBER: _builtins.int
     platform: _common_pb2.Platform.ValueType
+    """The platform this estimate is for."""
     reachable: _builtins.int
     """People in the audience the platform can reach, estimated from cell shares
     (and, for contact lists, expected match rates).
@@ -572,7 +682,7 @@ class PlatformEstimate(_message.Message):
     reason: _builtins.str
     """Why it is not targetable or not allowed; empty otherwise."""
     minimum: _builtins.int
-    """The platform's minimum audience size (about 100)."""
+    """The platform's minimum audience size (100 on every platform)."""
     def __init__(
         self,
         *,
@@ -598,9 +708,13 @@ class EstimateSizeResponse(_message.Message):
     VOTERS_FIELD_NUMBER: _builtins.int
     PLATFORMS_FIELD_NUMBER: _builtins.int
     voters: _builtins.int
-    """Voters in the audience (voter-roll count, not platform reach)."""
+    """Voters in the audience (voter-roll count, not platform reach), rounded
+    expected count, 0..204,807,222.
+    """
     @_builtins.property
-    def platforms(self) -> _containers.RepeatedCompositeFieldContainer[Global___PlatformEstimate]: ...
+    def platforms(self) -> _containers.RepeatedCompositeFieldContainer[Global___PlatformEstimate]:
+        """One estimate per requested platform, in request order."""
+
     def __init__(
         self,
         *,
@@ -617,6 +731,8 @@ Global___EstimateSizeResponse: _TypeAlias = EstimateSizeResponse  # noqa: Y015
 
 @_typing.final
 class OverlapRequest(_message.Message):
+    """Overlap of saved audiences."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     AUDIENCE_IDS_FIELD_NUMBER: _builtins.int
@@ -639,6 +755,8 @@ Global___OverlapRequest: _TypeAlias = OverlapRequest  # noqa: Y015
 
 @_typing.final
 class OverlapResponse(_message.Message):
+    """Voters shared by each pair of audiences."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     AUDIENCE_IDS_FIELD_NUMBER: _builtins.int
@@ -650,7 +768,7 @@ class OverlapResponse(_message.Message):
 
     @_builtins.property
     def voters(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
-        """Voters in each audience."""
+        """Voters in each audience (as EstimateSize's `voters`)."""
 
     @_builtins.property
     def shared_voters(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
@@ -675,12 +793,15 @@ Global___OverlapResponse: _TypeAlias = OverlapResponse  # noqa: Y015
 
 @_typing.final
 class ContactListHeader(_message.Message):
+    """What a contact list is; the first message of an upload."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     NAME_FIELD_NUMBER: _builtins.int
     PURPOSE_FIELD_NUMBER: _builtins.int
     CONSENT_BASIS_FIELD_NUMBER: _builtins.int
     DEFAULT_COUNTRY_FIELD_NUMBER: _builtins.int
+    REGION_CODES_FIELD_NUMBER: _builtins.int
     name: _builtins.str
     """Display name, 1..200 characters."""
     purpose: _builtins.str
@@ -688,7 +809,16 @@ class ContactListHeader(_message.Message):
     consent_basis: Global___ConsentBasis.ValueType
     """Required."""
     default_country: _builtins.str
-    """ISO 3166 country for phone numbers without a country code. Default "ID"."""
+    """ISO 3166 alpha-2 country for phone numbers without a country code.
+    Default "ID".
+    """
+    @_builtins.property
+    def region_codes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Where the list's people live: Kemendagri codes (2, 4 or 6 digits) known to
+        the population. Empty: nationwide. Used only for size estimates, where the
+        members are taken as spread like the voters of these regions.
+        """
+
     def __init__(
         self,
         *,
@@ -696,10 +826,11 @@ class ContactListHeader(_message.Message):
         purpose: _builtins.str = ...,
         consent_basis: Global___ConsentBasis.ValueType = ...,
         default_country: _builtins.str = ...,
+        region_codes: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["consent_basis", b"consent_basis", "default_country", b"default_country", "name", b"name", "purpose", b"purpose"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["consent_basis", b"consent_basis", "default_country", b"default_country", "name", b"name", "purpose", b"purpose", "region_codes", b"region_codes"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -707,6 +838,8 @@ Global___ContactListHeader: _TypeAlias = ContactListHeader  # noqa: Y015
 
 @_typing.final
 class ContactChunk(_message.Message):
+    """Raw identifiers; held in memory for hashing only, never stored."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     PHONES_FIELD_NUMBER: _builtins.int
@@ -735,6 +868,8 @@ Global___ContactChunk: _TypeAlias = ContactChunk  # noqa: Y015
 
 @_typing.final
 class UploadContactListRequest(_message.Message):
+    """One message of an upload stream."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     HEADER_FIELD_NUMBER: _builtins.int
@@ -765,6 +900,8 @@ Global___UploadContactListRequest: _TypeAlias = UploadContactListRequest  # noqa
 
 @_typing.final
 class ContactList(_message.Message):
+    """A contact list's metadata. Its identifiers exist only as SHA-256 hashes."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     @_typing.final
@@ -795,20 +932,39 @@ class ContactList(_message.Message):
     ACCEPTED_FIELD_NUMBER: _builtins.int
     REJECTED_FIELD_NUMBER: _builtins.int
     DUPLICATES_FIELD_NUMBER: _builtins.int
+    REGION_CODES_FIELD_NUMBER: _builtins.int
+    ACCEPTED_PHONES_FIELD_NUMBER: _builtins.int
+    ACCEPTED_EMAILS_FIELD_NUMBER: _builtins.int
+    DEFAULT_COUNTRY_FIELD_NUMBER: _builtins.int
     id: _builtins.str
     """Server-assigned id, "lst_" + 16 hex digits."""
     name: _builtins.str
+    """The header's name."""
     purpose: _builtins.str
+    """The header's purpose."""
     consent_basis: Global___ConsentBasis.ValueType
+    """The header's consent basis."""
     accepted: _builtins.int
-    """Distinct valid identifiers stored (as hashes)."""
+    """Distinct valid identifiers stored (as hashes): accepted_phones + accepted_emails."""
     duplicates: _builtins.int
-    """Identifiers seen twice or more in the upload, stored once."""
+    """Extra copies of identifiers seen more than once in the upload (stored once)."""
+    accepted_phones: _builtins.int
+    """Distinct valid phone numbers stored."""
+    accepted_emails: _builtins.int
+    """Distinct valid e-mail addresses stored."""
+    default_country: _builtins.str
+    """The country applied to phone numbers written without a country code."""
     @_builtins.property
-    def upload_time(self) -> _timestamp_pb2.Timestamp: ...
+    def upload_time(self) -> _timestamp_pb2.Timestamp:
+        """When the upload finished (UTC)."""
+
     @_builtins.property
     def rejected(self) -> _containers.ScalarMap[_builtins.str, _builtins.int]:
         """Invalid identifiers, by reason ("phone: too short", "email: no @" ...). Not stored."""
+
+    @_builtins.property
+    def region_codes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """The header's region codes; empty: nationwide."""
 
     def __init__(
         self,
@@ -821,10 +977,14 @@ class ContactList(_message.Message):
         accepted: _builtins.int = ...,
         rejected: _abc.Mapping[_builtins.str, _builtins.int] | None = ...,
         duplicates: _builtins.int = ...,
+        region_codes: _abc.Iterable[_builtins.str] | None = ...,
+        accepted_phones: _builtins.int = ...,
+        accepted_emails: _builtins.int = ...,
+        default_country: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["upload_time", b"upload_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["accepted", b"accepted", "consent_basis", b"consent_basis", "duplicates", b"duplicates", "id", b"id", "name", b"name", "purpose", b"purpose", "rejected", b"rejected", "upload_time", b"upload_time"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["accepted", b"accepted", "accepted_emails", b"accepted_emails", "accepted_phones", b"accepted_phones", "consent_basis", b"consent_basis", "default_country", b"default_country", "duplicates", b"duplicates", "id", b"id", "name", b"name", "purpose", b"purpose", "region_codes", b"region_codes", "rejected", b"rejected", "upload_time", b"upload_time"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -836,6 +996,7 @@ class GetContactListRequest(_message.Message):
 
     LIST_ID_FIELD_NUMBER: _builtins.int
     list_id: _builtins.str
+    """Id of a contact list of the caller's tenant; required."""
     def __init__(
         self,
         *,
@@ -855,7 +1016,9 @@ class ListContactListsRequest(_message.Message):
 
     PAGE_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def page(self) -> _common_pb2.PageRequest: ...
+    def page(self) -> _common_pb2.PageRequest:
+        """Which page; newest lists first."""
+
     def __init__(
         self,
         *,
@@ -876,8 +1039,11 @@ class ListContactListsResponse(_message.Message):
     LISTS_FIELD_NUMBER: _builtins.int
     NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     next_page_token: _builtins.str
+    """Token of the next page; empty on the last page."""
     @_builtins.property
-    def lists(self) -> _containers.RepeatedCompositeFieldContainer[Global___ContactList]: ...
+    def lists(self) -> _containers.RepeatedCompositeFieldContainer[Global___ContactList]:
+        """Up to page_size lists of the caller's tenant."""
+
     def __init__(
         self,
         *,
@@ -898,6 +1064,7 @@ class DeleteContactListRequest(_message.Message):
 
     LIST_ID_FIELD_NUMBER: _builtins.int
     list_id: _builtins.str
+    """Id of a contact list of the caller's tenant; required."""
     def __init__(
         self,
         *,
@@ -913,6 +1080,8 @@ Global___DeleteContactListRequest: _TypeAlias = DeleteContactListRequest  # noqa
 
 @_typing.final
 class DeleteContactListResponse(_message.Message):
+    """What a list deletion removed."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     REMOVED_FIELD_NUMBER: _builtins.int
@@ -933,12 +1102,21 @@ Global___DeleteContactListResponse: _TypeAlias = DeleteContactListResponse  # no
 
 @_typing.final
 class ExportAudienceRequest(_message.Message):
+    """Exports the members of an audience's contact lists who may belong to it:
+    someone is left out only when their list memberships alone rule them out
+    (for example a member of an excluded list); the platform applies the
+    audience's other conditions (region, age...) itself.
+    """
+
     DESCRIPTOR: _descriptor.Descriptor
 
     AUDIENCE_ID_FIELD_NUMBER: _builtins.int
     PLATFORM_FIELD_NUMBER: _builtins.int
     CHUNK_SIZE_FIELD_NUMBER: _builtins.int
     audience_id: _builtins.str
+    """Id of an audience of the caller's tenant that uses a contact list; required
+    (FAILED_PRECONDITION when it uses none).
+    """
     platform: _common_pb2.Platform.ValueType
     """Required: META or GOOGLE or X (TikTok carries no political audiences)."""
     chunk_size: _builtins.int
@@ -960,6 +1138,8 @@ Global___ExportAudienceRequest: _TypeAlias = ExportAudienceRequest  # noqa: Y015
 
 @_typing.final
 class ExportChunk(_message.Message):
+    """One chunk of an export stream."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     PLATFORM_FIELD_NUMBER: _builtins.int
@@ -968,6 +1148,7 @@ class ExportChunk(_message.Message):
     CHUNK_INDEX_FIELD_NUMBER: _builtins.int
     LAST_FIELD_NUMBER: _builtins.int
     platform: _common_pb2.Platform.ValueType
+    """The request's platform."""
     chunk_index: _builtins.int
     """0-based index of this chunk."""
     last: _builtins.bool
@@ -1001,11 +1182,17 @@ Global___ExportChunk: _TypeAlias = ExportChunk  # noqa: Y015
 
 @_typing.final
 class ExportRecord(_message.Message):
+    """One identifier in a platform's upload schema."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     VALUES_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def values(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    def values(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """In ExportChunk.schema order: the SHA-256 hex of the e-mail or of the phone
+        (in the platform's normal form); the other value is empty.
+        """
+
     def __init__(
         self,
         *,

@@ -49,6 +49,11 @@ class AudienceServiceStub:
                 request_serializer=jangkau_dot_v1_dot_audience__pb2.ListAudiencesRequest.SerializeToString,
                 response_deserializer=jangkau_dot_v1_dot_audience__pb2.ListAudiencesResponse.FromString,
                 _registered_method=True)
+        self.UpdateAudience = channel.unary_unary(
+                '/jangkau.v1.AudienceService/UpdateAudience',
+                request_serializer=jangkau_dot_v1_dot_audience__pb2.UpdateAudienceRequest.SerializeToString,
+                response_deserializer=jangkau_dot_v1_dot_audience__pb2.Audience.FromString,
+                _registered_method=True)
         self.DeleteAudience = channel.unary_unary(
                 '/jangkau.v1.AudienceService/DeleteAudience',
                 request_serializer=jangkau_dot_v1_dot_audience__pb2.DeleteAudienceRequest.SerializeToString,
@@ -111,6 +116,14 @@ class AudienceServiceServicer:
 
     def ListAudiences(self, request, context):
         """Lists the caller's audiences, newest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateAudience(self, request, context):
+        """Replaces an audience's name and rule (validated like CreateAudience's; an
+        exclusion that leads back to this audience is refused as a cycle).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -192,6 +205,11 @@ def add_AudienceServiceServicer_to_server(servicer, server):
                     servicer.ListAudiences,
                     request_deserializer=jangkau_dot_v1_dot_audience__pb2.ListAudiencesRequest.FromString,
                     response_serializer=jangkau_dot_v1_dot_audience__pb2.ListAudiencesResponse.SerializeToString,
+            ),
+            'UpdateAudience': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateAudience,
+                    request_deserializer=jangkau_dot_v1_dot_audience__pb2.UpdateAudienceRequest.FromString,
+                    response_serializer=jangkau_dot_v1_dot_audience__pb2.Audience.SerializeToString,
             ),
             'DeleteAudience': grpc.unary_unary_rpc_method_handler(
                     servicer.DeleteAudience,
@@ -315,6 +333,33 @@ class AudienceService:
             '/jangkau.v1.AudienceService/ListAudiences',
             jangkau_dot_v1_dot_audience__pb2.ListAudiencesRequest.SerializeToString,
             jangkau_dot_v1_dot_audience__pb2.ListAudiencesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateAudience(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/jangkau.v1.AudienceService/UpdateAudience',
+            jangkau_dot_v1_dot_audience__pb2.UpdateAudienceRequest.SerializeToString,
+            jangkau_dot_v1_dot_audience__pb2.Audience.FromString,
             options,
             channel_credentials,
             insecure,

@@ -41,6 +41,10 @@ class AudienceServiceStub:
     """Returns one audience of the caller's tenant; NOT_FOUND otherwise."""
     ListAudiences: _grpc.UnaryUnaryMultiCallable[_audience_pb2.ListAudiencesRequest, _audience_pb2.ListAudiencesResponse]
     """Lists the caller's audiences, newest first."""
+    UpdateAudience: _grpc.UnaryUnaryMultiCallable[_audience_pb2.UpdateAudienceRequest, _audience_pb2.Audience]
+    """Replaces an audience's name and rule (validated like CreateAudience's; an
+    exclusion that leads back to this audience is refused as a cycle).
+    """
     DeleteAudience: _grpc.UnaryUnaryMultiCallable[_audience_pb2.DeleteAudienceRequest, _audience_pb2.DeleteAudienceResponse]
     """Deletes an audience. FAILED_PRECONDITION while another audience excludes it."""
     EstimateSize: _grpc.UnaryUnaryMultiCallable[_audience_pb2.EstimateSizeRequest, _audience_pb2.EstimateSizeResponse]
@@ -75,6 +79,10 @@ class AudienceServiceAsyncStub(AudienceServiceStub):
     """Returns one audience of the caller's tenant; NOT_FOUND otherwise."""
     ListAudiences: _aio.UnaryUnaryMultiCallable[_audience_pb2.ListAudiencesRequest, _audience_pb2.ListAudiencesResponse]  # type: ignore[assignment]
     """Lists the caller's audiences, newest first."""
+    UpdateAudience: _aio.UnaryUnaryMultiCallable[_audience_pb2.UpdateAudienceRequest, _audience_pb2.Audience]  # type: ignore[assignment]
+    """Replaces an audience's name and rule (validated like CreateAudience's; an
+    exclusion that leads back to this audience is refused as a cycle).
+    """
     DeleteAudience: _aio.UnaryUnaryMultiCallable[_audience_pb2.DeleteAudienceRequest, _audience_pb2.DeleteAudienceResponse]  # type: ignore[assignment]
     """Deletes an audience. FAILED_PRECONDITION while another audience excludes it."""
     EstimateSize: _aio.UnaryUnaryMultiCallable[_audience_pb2.EstimateSizeRequest, _audience_pb2.EstimateSizeResponse]  # type: ignore[assignment]
@@ -124,6 +132,16 @@ class AudienceServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_audience_pb2.ListAudiencesResponse, _abc.Awaitable[_audience_pb2.ListAudiencesResponse]]:
         """Lists the caller's audiences, newest first."""
+
+    @_abc_1.abstractmethod
+    def UpdateAudience(
+        self,
+        request: _audience_pb2.UpdateAudienceRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_audience_pb2.Audience, _abc.Awaitable[_audience_pb2.Audience]]:
+        """Replaces an audience's name and rule (validated like CreateAudience's; an
+        exclusion that leads back to this audience is refused as a cycle).
+        """
 
     @_abc_1.abstractmethod
     def DeleteAudience(
