@@ -114,6 +114,7 @@ def create_campaign(jk: Jangkau, seed: int) -> DemoSetup:
             name="Relawan terdaftar",
             purpose="Kabar kampanye untuk relawan yang mendaftar",
             consent_basis=audience_pb2.EXPLICIT_CONSENT,
+            region_codes=["32"],
         ),
         [audience_pb2.ContactChunk(phones=phones, emails=emails)],
     )

@@ -26,7 +26,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     data = subparsers.add_parser("data", help="reference data")
     data_sub = data.add_subparsers(dest="data_command", required=True, metavar="ACTION")
     seed = data_sub.add_parser("seed", help="build the population cells (deterministic)")
-    seed.add_argument("--seed", type=int, default=2024, help="random seed (default 2024)")
+    seed.add_argument("--seed", type=int, default=None, help="random seed (default: the fixed one)")
+    seed.add_argument("--districts", type=int, default=None, help="fewer districts, for tests")
     seed.set_defaults(run=_data_seed)
 
     tune = subparsers.add_parser("tune", help="tune the allocation policy with Optuna")
@@ -86,7 +87,16 @@ def _data_seed(args: argparse.Namespace) -> int:
     from jangkau.audience.population import seed
 
     settings = Settings.from_env()
-    cells = seed(settings.data_dir, seed=args.seed)
+    options: dict[str, int] = {}
+    if args.seed is not None:
+        options["seed"] = args.seed
+    if args.districts is not None:
+        options["districts"] = args.districts
+    try:
+        cells = seed(settings.data_dir, **options)
+    except Exception as exc:  # DuckDB refuses a file the running service holds
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     print(f"population cells: {cells} in {settings.data_dir}")
     return 0
 

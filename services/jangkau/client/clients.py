@@ -52,8 +52,35 @@ class AudienceClient:
             if not token:
                 return
 
-    def delete_audience(self, audience_id: str) -> None:
-        self.stub.DeleteAudience(audience_pb2.DeleteAudienceRequest(audience_id=audience_id))
+    def update_audience(
+        self, audience_id: str, name: str, rule: audience_pb2.Rule
+    ) -> audience_pb2.Audience:
+        return self.stub.UpdateAudience(
+            audience_pb2.UpdateAudienceRequest(audience_id=audience_id, name=name, rule=rule)
+        )
+
+    def delete_audience(
+        self, audience_id: str, delete_unused_contact_lists: bool = False
+    ) -> audience_pb2.DeleteAudienceResponse:
+        return self.stub.DeleteAudience(
+            audience_pb2.DeleteAudienceRequest(
+                audience_id=audience_id, delete_unused_contact_lists=delete_unused_contact_lists
+            )
+        )
+
+    def get_contact_list(self, list_id: str) -> audience_pb2.ContactList:
+        return self.stub.GetContactList(audience_pb2.GetContactListRequest(list_id=list_id))
+
+    def list_contact_lists(self, page_size: int = 0) -> Iterator[audience_pb2.ContactList]:
+        token = ""
+        while True:
+            reply = self.stub.ListContactLists(
+                audience_pb2.ListContactListsRequest(page=_page(page_size, token))
+            )
+            yield from reply.lists
+            token = reply.next_page_token
+            if not token:
+                return
 
     def estimate_size(
         self,
