@@ -77,26 +77,35 @@ class _PacingModeEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_PacingMode
     DESCRIPTOR: _descriptor.EnumDescriptor
     PACING_MODE_UNSPECIFIED: _PacingMode.ValueType  # 0
     EVEN: _PacingMode.ValueType  # 1
-    """The same amount every hour of the remaining flight. The default."""
+    """w = 1: the same amount every hour of the remaining flight. The default."""
     FRONT_LOADED: _PacingMode.ValueType  # 2
-    """More early, tapering to the end."""
+    """More early, tapering to the end: w falls linearly from 1.5 at the first hour
+    of the flight to 0.5 at the last.
+    """
     BACK_LOADED: _PacingMode.ValueType  # 3
-    """Less early, rising towards voting day."""
+    """Less early, rising towards voting day: w rises linearly from 0.5 to 1.5."""
     HOURLY_PROFILE: _PacingMode.ValueType  # 4
-    """Per hour of the day, by `hourly_profile`."""
+    """w = hourly_profile[local hour of the day in the campaign's time zone]."""
 
 class PacingMode(_PacingMode, metaclass=_PacingModeEnumTypeWrapper):
-    """How the remaining budget is spread over the remaining flight."""
+    """How the remaining budget is spread over the remaining flight. Every whole hour
+    h of the flight has a weight w(h), 0 inside blackout windows; the period budget
+    of hour t is floor(remaining × w(t) / Σ_{h ≥ t} w(h)), where remaining is the
+    total budget minus the spend reported before t. Spending to plan reproduces the
+    plan; under- or over-delivery is spread over the hours left.
+    """
 
 PACING_MODE_UNSPECIFIED: PacingMode.ValueType  # 0
 EVEN: PacingMode.ValueType  # 1
-"""The same amount every hour of the remaining flight. The default."""
+"""w = 1: the same amount every hour of the remaining flight. The default."""
 FRONT_LOADED: PacingMode.ValueType  # 2
-"""More early, tapering to the end."""
+"""More early, tapering to the end: w falls linearly from 1.5 at the first hour
+of the flight to 0.5 at the last.
+"""
 BACK_LOADED: PacingMode.ValueType  # 3
-"""Less early, rising towards voting day."""
+"""Less early, rising towards voting day: w rises linearly from 0.5 to 1.5."""
 HOURLY_PROFILE: PacingMode.ValueType  # 4
-"""Per hour of the day, by `hourly_profile`."""
+"""w = hourly_profile[local hour of the day in the campaign's time zone]."""
 Global___PacingMode: _TypeAlias = PacingMode  # noqa: Y015
 
 class _Bound:
@@ -160,6 +169,7 @@ class Pacing(_message.Message):
     MODE_FIELD_NUMBER: _builtins.int
     HOURLY_PROFILE_FIELD_NUMBER: _builtins.int
     mode: Global___PacingMode.ValueType
+    """Unspecified means EVEN."""
     @_builtins.property
     def hourly_profile(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]:
         """With HOURLY_PROFILE: 24 non-negative weights, hour 0..23 of the campaign's
@@ -263,8 +273,11 @@ class PlatformMinimum(_message.Message):
     PLATFORM_FIELD_NUMBER: _builtins.int
     MIN_DAILY_MICROS_FIELD_NUMBER: _builtins.int
     platform: _common_pb2.Platform.ValueType
+    """Required; each platform at most once per campaign."""
     min_daily_micros: _builtins.int
-    """The platform's minimum daily budget per ad set / ad group, micros, >= 0."""
+    """The platform's minimum daily budget per ad set / ad group, micros, >= 0.
+    An arm that is on gets at least ceil(min_daily_micros / 24) per hourly period.
+    """
     def __init__(
         self,
         *,
@@ -293,7 +306,9 @@ class CoverageFloor(_message.Message):
     name: _builtins.str
     """Name for the explanation, 1..100 characters."""
     min_share: _builtins.float
-    """Share of the period's spend, 0 < min_share <= 1."""
+    """Share of the period's budget, 0 < min_share <= 1. Disjoint floors may not
+    add up to more than 1.
+    """
     @_builtins.property
     def arm_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Arm ids of this campaign, at least one."""
@@ -376,50 +391,69 @@ class Campaign(_message.Message):
     name: _builtins.str
     """1..200 characters."""
     kind: _common_pb2.CampaignKind.ValueType
+    """Required: decides which platforms may carry each arm."""
     currency: _builtins.str
-    """ISO 4217; all reports must use it. Default "IDR"."""
+    """ISO 4217; all reports must use it. Default "IDR". Cannot change after creation."""
     total_budget_micros: _builtins.int
     """Total budget over the flight, micros, > 0."""
     time_zone: _builtins.str
-    """IANA time zone for pacing and days; default "Asia/Jakarta" (WIB)."""
+    """IANA time zone for hourly profiles; default "Asia/Jakarta" (WIB)."""
     skip_default_blackouts: _builtins.bool
+    """True: do not add the preset blackout windows."""
     objective: Global___Objective.ValueType
+    """What the curves count; unspecified means OBJECTIVE_CONVERSIONS."""
     political_authorization: _builtins.bool
     """The campaign holds the platforms' political-ad authorisation ("paid for
     by" on Meta, certification on X). POLITICAL arms on Meta and X need it.
     """
     state: Global___CampaignState.ValueType
+    """ACTIVE on create. Set through UpdateCampaign; ENDED is final."""
     revision: _builtins.int
-    """Increases on every update."""
+    """1 on create; increases on every update. On UpdateCampaign a non-zero value
+    must equal the stored one (FAILED_PRECONDITION otherwise).
+    """
     @_builtins.property
     def flight(self) -> _common_pb2.TimeRange:
-        """The flight: no spend outside it."""
+        """The flight: no spend outside it. Required; at most 366 days. Only whole UTC
+        hours inside it are periods.
+        """
 
     @_builtins.property
     def blackouts(self) -> _containers.RepeatedCompositeFieldContainer[Global___BlackoutWindow]:
         """Blackout windows. POLITICAL campaigns whose flight crosses the Pilkada 2024
-        quiet period (24–26 Nov 2024 WIB) get it added unless
-        `skip_default_blackouts` is set.
+        quiet period (24–26 Nov 2024 WIB) get it added (clipped to the flight, reason
+        starting "Pilkada 2024 masa tenang") unless `skip_default_blackouts` is set.
+        An hour that overlaps a window gets no budget.
         """
 
     @_builtins.property
     def arms(self) -> _containers.RepeatedCompositeFieldContainer[Global___Arm]:
-        """1..5000 arms."""
+        """1..5000 arms; ids unique, no two arms with the same platform, audience and creative."""
 
     @_builtins.property
-    def platform_minimums(self) -> _containers.RepeatedCompositeFieldContainer[Global___PlatformMinimum]: ...
+    def platform_minimums(self) -> _containers.RepeatedCompositeFieldContainer[Global___PlatformMinimum]:
+        """Platforms' minimum daily budgets; a platform not listed has none."""
+
     @_builtins.property
-    def coverage_floors(self) -> _containers.RepeatedCompositeFieldContainer[Global___CoverageFloor]: ...
+    def coverage_floors(self) -> _containers.RepeatedCompositeFieldContainer[Global___CoverageFloor]:
+        """Minimum shares of each period's budget for groups of arms."""
+
     @_builtins.property
-    def pacing(self) -> Global___Pacing: ...
+    def pacing(self) -> Global___Pacing:
+        """Unset means EVEN."""
+
     @_builtins.property
     def policy(self) -> Global___PolicySettings:
         """Overrides of the tuned policy settings."""
 
     @_builtins.property
-    def create_time(self) -> _timestamp_pb2.Timestamp: ...
+    def create_time(self) -> _timestamp_pb2.Timestamp:
+        """Set by the server."""
+
     @_builtins.property
-    def update_time(self) -> _timestamp_pb2.Timestamp: ...
+    def update_time(self) -> _timestamp_pb2.Timestamp:
+        """Set by the server on every update."""
+
     def __init__(
         self,
         *,
@@ -480,6 +514,7 @@ class GetCampaignRequest(_message.Message):
 
     CAMPAIGN_ID_FIELD_NUMBER: _builtins.int
     campaign_id: _builtins.str
+    """Required."""
     def __init__(
         self,
         *,
@@ -502,7 +537,9 @@ class ListCampaignsRequest(_message.Message):
     state: Global___CampaignState.ValueType
     """Only campaigns in this state; unspecified means all."""
     @_builtins.property
-    def page(self) -> _common_pb2.PageRequest: ...
+    def page(self) -> _common_pb2.PageRequest:
+        """Paging; newest campaigns first."""
+
     def __init__(
         self,
         *,
@@ -524,6 +561,7 @@ class ListCampaignsResponse(_message.Message):
     CAMPAIGNS_FIELD_NUMBER: _builtins.int
     NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     next_page_token: _builtins.str
+    """Token of the next page; empty on the last."""
     @_builtins.property
     def campaigns(self) -> _containers.RepeatedCompositeFieldContainer[Global___Campaign]: ...
     def __init__(
@@ -552,7 +590,11 @@ class UpdateCampaignRequest(_message.Message):
 
     @_builtins.property
     def update_mask(self) -> _field_mask_pb2.FieldMask:
-        """Fields of `campaign` to replace, for example ["total_budget_micros", "arms"]."""
+        """Fields of `campaign` to replace, for example ["total_budget_micros", "arms"];
+        at least one. Any top-level field but id, currency, create_time, update_time
+        and revision. The whole campaign is validated again, audiences re-read and
+        the campaign registered again with the metrics service.
+        """
 
     def __init__(
         self,
@@ -576,6 +618,7 @@ class AllocateRequest(_message.Message):
     AS_OF_FIELD_NUMBER: _builtins.int
     SEED_FIELD_NUMBER: _builtins.int
     campaign_id: _builtins.str
+    """Required."""
     seed: _builtins.int
     """Seed of the Thompson sample; 0 means derived from (campaign, period)."""
     @_builtins.property
@@ -616,24 +659,27 @@ class ArmAllocation(_message.Message):
     REASON_FIELD_NUMBER: _builtins.int
     PREVIOUS_BUDGET_MICROS_FIELD_NUMBER: _builtins.int
     arm_id: _builtins.str
+    """The arm, as in the campaign."""
     platform: _common_pb2.Platform.ValueType
     audience_id: _builtins.str
     budget_micros: _builtins.int
-    """Budget for the period, micros."""
+    """Budget for the period, micros, >= 0. 0 or at least the arm's minimum."""
     expected: _builtins.float
     """Posterior mean of the objective at that budget over the period."""
     expected_low: _builtins.float
-    """90% credible interval of `expected`."""
+    """90% credible interval of `expected`: lower end."""
     expected_high: _builtins.float
+    """Upper end."""
     marginal_return: _builtins.float
     """d(objective)/d(spend) at the budget, per 1,000,000 micros (one unit of currency)."""
     posterior_sd: _builtins.float
     """Posterior standard deviation of the arm's saturation level (objective per hour)."""
     bound: Global___Bound.ValueType
+    """The rule that set the budget."""
     reason: _builtins.str
     """One line: why this budget ("TikTok bans paid political ads", ...)."""
     previous_budget_micros: _builtins.int
-    """Budget the arm had at the previous decision, micros."""
+    """Budget the arm had at the previous decision, micros; 0 when none."""
     def __init__(
         self,
         *,
@@ -673,25 +719,38 @@ class Allocation(_message.Message):
     HOURS_OBSERVED_FIELD_NUMBER: _builtins.int
     OBJECTIVE_FIELD_NUMBER: _builtins.int
     CURRENCY_FIELD_NUMBER: _builtins.int
+    SPEND_TO_DATE_MICROS_FIELD_NUMBER: _builtins.int
+    REASON_FIELD_NUMBER: _builtins.int
     campaign_id: _builtins.str
+    """The campaign allocated."""
     period_budget_micros: _builtins.int
     """Budget of this period after pacing, micros."""
     allocated_micros: _builtins.int
     """Sum of arm budgets, micros; never above `period_budget_micros`."""
     remaining_budget_micros: _builtins.int
-    """Campaign budget not yet spent or allocated, micros."""
+    """Campaign budget not yet spent before the period: total minus spend to date, micros, >= 0."""
     seed: _builtins.int
-    """The seed used."""
+    """The seed used (derived from campaign and period when the request gave 0)."""
     hours_observed: _builtins.int
-    """Hours of metrics the posterior saw."""
+    """Hours of metrics the posterior saw (the most any arm had)."""
     objective: Global___Objective.ValueType
+    """The campaign's objective."""
     currency: _builtins.str
+    """The campaign's currency (of every micros amount here)."""
+    spend_to_date_micros: _builtins.int
+    """Spend the metrics service reported for the flight before the period, micros."""
+    reason: _builtins.str
+    """Why every arm is at zero, when one rule holds the whole campaign there
+    ("campaign paused", "blackout: ...", "outside the campaign's flight"); empty otherwise.
+    """
     @_builtins.property
     def period(self) -> _common_pb2.TimeRange:
         """The hour allocated for."""
 
     @_builtins.property
-    def arms(self) -> _containers.RepeatedCompositeFieldContainer[Global___ArmAllocation]: ...
+    def arms(self) -> _containers.RepeatedCompositeFieldContainer[Global___ArmAllocation]:
+        """One per arm of the campaign, in campaign order."""
+
     @_builtins.property
     def policy(self) -> Global___PolicySettings:
         """The policy settings in force."""
@@ -710,10 +769,12 @@ class Allocation(_message.Message):
         hours_observed: _builtins.int = ...,
         objective: Global___Objective.ValueType = ...,
         currency: _builtins.str = ...,
+        spend_to_date_micros: _builtins.int = ...,
+        reason: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["period", b"period", "policy", b"policy"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["allocated_micros", b"allocated_micros", "arms", b"arms", "campaign_id", b"campaign_id", "currency", b"currency", "hours_observed", b"hours_observed", "objective", b"objective", "period", b"period", "period_budget_micros", b"period_budget_micros", "policy", b"policy", "remaining_budget_micros", b"remaining_budget_micros", "seed", b"seed"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["allocated_micros", b"allocated_micros", "arms", b"arms", "campaign_id", b"campaign_id", "currency", b"currency", "hours_observed", b"hours_observed", "objective", b"objective", "period", b"period", "period_budget_micros", b"period_budget_micros", "policy", b"policy", "reason", b"reason", "remaining_budget_micros", b"remaining_budget_micros", "seed", b"seed", "spend_to_date_micros", b"spend_to_date_micros"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -727,7 +788,9 @@ class RebalanceRequest(_message.Message):
     AS_OF_FIELD_NUMBER: _builtins.int
     SEED_FIELD_NUMBER: _builtins.int
     campaign_id: _builtins.str
+    """Required."""
     seed: _builtins.int
+    """As in AllocateRequest; ignored when the period is already decided."""
     @_builtins.property
     def as_of(self) -> _timestamp_pb2.Timestamp:
         """As in AllocateRequest."""
@@ -760,9 +823,13 @@ class Decision(_message.Message):
     replayed: _builtins.bool
     """True when this period was already decided and the recorded decision is returned."""
     @_builtins.property
-    def allocation(self) -> Global___Allocation: ...
+    def allocation(self) -> Global___Allocation:
+        """The split recorded."""
+
     @_builtins.property
-    def create_time(self) -> _timestamp_pb2.Timestamp: ...
+    def create_time(self) -> _timestamp_pb2.Timestamp:
+        """When it was recorded."""
+
     def __init__(
         self,
         *,
@@ -786,8 +853,11 @@ class ListDecisionsRequest(_message.Message):
     CAMPAIGN_ID_FIELD_NUMBER: _builtins.int
     PAGE_FIELD_NUMBER: _builtins.int
     campaign_id: _builtins.str
+    """Required."""
     @_builtins.property
-    def page(self) -> _common_pb2.PageRequest: ...
+    def page(self) -> _common_pb2.PageRequest:
+        """Paging; newest period first."""
+
     def __init__(
         self,
         *,
@@ -809,8 +879,11 @@ class ListDecisionsResponse(_message.Message):
     DECISIONS_FIELD_NUMBER: _builtins.int
     NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     next_page_token: _builtins.str
+    """Token of the next page; empty on the last."""
     @_builtins.property
-    def decisions(self) -> _containers.RepeatedCompositeFieldContainer[Global___Decision]: ...
+    def decisions(self) -> _containers.RepeatedCompositeFieldContainer[Global___Decision]:
+        """Newest period first; `replayed` is false on each."""
+
     def __init__(
         self,
         *,

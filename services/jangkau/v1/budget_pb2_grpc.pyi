@@ -36,7 +36,9 @@ class BudgetServiceStub:
     limits and floors; registers the campaign's arms with the metrics service.
     """
     GetCampaign: _grpc.UnaryUnaryMultiCallable[_budget_pb2.GetCampaignRequest, _budget_pb2.Campaign]
+    """One campaign of the caller's tenant; NOT_FOUND otherwise."""
     ListCampaigns: _grpc.UnaryUnaryMultiCallable[_budget_pb2.ListCampaignsRequest, _budget_pb2.ListCampaignsResponse]
+    """The caller's campaigns, newest first."""
     UpdateCampaign: _grpc.UnaryUnaryMultiCallable[_budget_pb2.UpdateCampaignRequest, _budget_pb2.Campaign]
     """Replaces the fields named in `update_mask`; validated as on create."""
     Allocate: _grpc.UnaryUnaryMultiCallable[_budget_pb2.AllocateRequest, _budget_pb2.Allocation]
@@ -59,7 +61,9 @@ class BudgetServiceAsyncStub(BudgetServiceStub):
     limits and floors; registers the campaign's arms with the metrics service.
     """
     GetCampaign: _aio.UnaryUnaryMultiCallable[_budget_pb2.GetCampaignRequest, _budget_pb2.Campaign]  # type: ignore[assignment]
+    """One campaign of the caller's tenant; NOT_FOUND otherwise."""
     ListCampaigns: _aio.UnaryUnaryMultiCallable[_budget_pb2.ListCampaignsRequest, _budget_pb2.ListCampaignsResponse]  # type: ignore[assignment]
+    """The caller's campaigns, newest first."""
     UpdateCampaign: _aio.UnaryUnaryMultiCallable[_budget_pb2.UpdateCampaignRequest, _budget_pb2.Campaign]  # type: ignore[assignment]
     """Replaces the fields named in `update_mask`; validated as on create."""
     Allocate: _aio.UnaryUnaryMultiCallable[_budget_pb2.AllocateRequest, _budget_pb2.Allocation]  # type: ignore[assignment]
@@ -90,14 +94,16 @@ class BudgetServiceServicer(metaclass=_abc_1.ABCMeta):
         self,
         request: _budget_pb2.GetCampaignRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_budget_pb2.Campaign, _abc.Awaitable[_budget_pb2.Campaign]]: ...
+    ) -> _typing.Union[_budget_pb2.Campaign, _abc.Awaitable[_budget_pb2.Campaign]]:
+        """One campaign of the caller's tenant; NOT_FOUND otherwise."""
 
     @_abc_1.abstractmethod
     def ListCampaigns(
         self,
         request: _budget_pb2.ListCampaignsRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_budget_pb2.ListCampaignsResponse, _abc.Awaitable[_budget_pb2.ListCampaignsResponse]]: ...
+    ) -> _typing.Union[_budget_pb2.ListCampaignsResponse, _abc.Awaitable[_budget_pb2.ListCampaignsResponse]]:
+        """The caller's campaigns, newest first."""
 
     @_abc_1.abstractmethod
     def UpdateCampaign(

@@ -30,19 +30,25 @@ class _CountMetric:
 class _CountMetricEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_CountMetric.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
     COUNT_METRIC_UNSPECIFIED: _CountMetric.ValueType  # 0
+    """Means COUNT_CONVERSIONS."""
     COUNT_CONVERSIONS: _CountMetric.ValueType  # 1
     """Platform-reported conversions. The default."""
     COUNT_CLICKS: _CountMetric.ValueType  # 2
+    """Clicks."""
     COUNT_IMPRESSIONS: _CountMetric.ValueType  # 3
+    """Impressions."""
 
 class CountMetric(_CountMetric, metaclass=_CountMetricEnumTypeWrapper):
     """Which count the curve statistics use."""
 
 COUNT_METRIC_UNSPECIFIED: CountMetric.ValueType  # 0
+"""Means COUNT_CONVERSIONS."""
 COUNT_CONVERSIONS: CountMetric.ValueType  # 1
 """Platform-reported conversions. The default."""
 COUNT_CLICKS: CountMetric.ValueType  # 2
+"""Clicks."""
 COUNT_IMPRESSIONS: CountMetric.ValueType  # 3
+"""Impressions."""
 Global___CountMetric: _TypeAlias = CountMetric  # noqa: Y015
 
 class _GroupBy:
@@ -52,22 +58,28 @@ class _GroupBy:
 class _GroupByEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_GroupBy.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
     GROUP_BY_UNSPECIFIED: _GroupBy.ValueType  # 0
+    """Means BY_ARM."""
     BY_ARM: _GroupBy.ValueType  # 1
-    """The default."""
+    """One series per arm, keyed by arm id. The default."""
     BY_PLATFORM: _GroupBy.ValueType  # 2
+    """One series per platform, keyed by its name ("META")."""
     BY_AUDIENCE: _GroupBy.ValueType  # 3
+    """One series per audience, keyed by audience id."""
     BY_CAMPAIGN: _GroupBy.ValueType  # 4
-    """One series for the whole campaign."""
+    """One series for the whole campaign, keyed by the campaign id."""
 
 class GroupBy(_GroupBy, metaclass=_GroupByEnumTypeWrapper): ...
 
 GROUP_BY_UNSPECIFIED: GroupBy.ValueType  # 0
+"""Means BY_ARM."""
 BY_ARM: GroupBy.ValueType  # 1
-"""The default."""
+"""One series per arm, keyed by arm id. The default."""
 BY_PLATFORM: GroupBy.ValueType  # 2
+"""One series per platform, keyed by its name ("META")."""
 BY_AUDIENCE: GroupBy.ValueType  # 3
+"""One series per audience, keyed by audience id."""
 BY_CAMPAIGN: GroupBy.ValueType  # 4
-"""One series for the whole campaign."""
+"""One series for the whole campaign, keyed by the campaign id."""
 Global___GroupBy: _TypeAlias = GroupBy  # noqa: Y015
 
 class _Granularity:
@@ -77,18 +89,20 @@ class _Granularity:
 class _GranularityEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Granularity.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
     GRANULARITY_UNSPECIFIED: _Granularity.ValueType  # 0
+    """Means HOURLY."""
     HOURLY: _Granularity.ValueType  # 1
-    """The default."""
+    """One point per hour. The default."""
     DAILY: _Granularity.ValueType  # 2
-    """Days of the campaign's flight in UTC."""
+    """One point per UTC day."""
 
 class Granularity(_Granularity, metaclass=_GranularityEnumTypeWrapper): ...
 
 GRANULARITY_UNSPECIFIED: Granularity.ValueType  # 0
+"""Means HOURLY."""
 HOURLY: Granularity.ValueType  # 1
-"""The default."""
+"""One point per hour. The default."""
 DAILY: Granularity.ValueType  # 2
-"""Days of the campaign's flight in UTC."""
+"""One point per UTC day."""
 Global___Granularity: _TypeAlias = Granularity  # noqa: Y015
 
 class _Metric:
@@ -98,12 +112,21 @@ class _Metric:
 class _MetricEnumTypeWrapper(_enum_type_wrapper._EnumTypeWrapper[_Metric.ValueType], _builtins.type):
     DESCRIPTOR: _descriptor.EnumDescriptor
     METRIC_UNSPECIFIED: _Metric.ValueType  # 0
+    """Not a metric; refused."""
     METRIC_SPEND: _Metric.ValueType  # 1
+    """Spend, micros."""
     METRIC_IMPRESSIONS: _Metric.ValueType  # 2
+    """Impressions."""
     METRIC_REACH: _Metric.ValueType  # 3
+    """Sum of the hourly reach figures (reach does not add up across hours or
+    arms, so this is an upper bound of unique reach).
+    """
     METRIC_CLICKS: _Metric.ValueType  # 4
+    """Clicks."""
     METRIC_CONVERSIONS: _Metric.ValueType  # 5
+    """Platform-reported conversions."""
     METRIC_CONVERSION_VALUE: _Metric.ValueType  # 6
+    """Conversion value, micros."""
     METRIC_CPA: _Metric.ValueType  # 7
     """Spend / conversions, micros."""
     METRIC_CTR: _Metric.ValueType  # 8
@@ -121,12 +144,21 @@ class Metric(_Metric, metaclass=_MetricEnumTypeWrapper):
     """
 
 METRIC_UNSPECIFIED: Metric.ValueType  # 0
+"""Not a metric; refused."""
 METRIC_SPEND: Metric.ValueType  # 1
+"""Spend, micros."""
 METRIC_IMPRESSIONS: Metric.ValueType  # 2
+"""Impressions."""
 METRIC_REACH: Metric.ValueType  # 3
+"""Sum of the hourly reach figures (reach does not add up across hours or
+arms, so this is an upper bound of unique reach).
+"""
 METRIC_CLICKS: Metric.ValueType  # 4
+"""Clicks."""
 METRIC_CONVERSIONS: Metric.ValueType  # 5
+"""Platform-reported conversions."""
 METRIC_CONVERSION_VALUE: Metric.ValueType  # 6
+"""Conversion value, micros."""
 METRIC_CPA: Metric.ValueType  # 7
 """Spend / conversions, micros."""
 METRIC_CTR: Metric.ValueType  # 8
@@ -141,15 +173,19 @@ Global___Metric: _TypeAlias = Metric  # noqa: Y015
 
 @_typing.final
 class ArmRef(_message.Message):
+    """One arm of a campaign as metrics needs it."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     ARM_ID_FIELD_NUMBER: _builtins.int
     PLATFORM_FIELD_NUMBER: _builtins.int
     AUDIENCE_ID_FIELD_NUMBER: _builtins.int
     arm_id: _builtins.str
-    """The arm's id within its campaign."""
+    """The arm's id within its campaign, 1..128 characters, unique in the campaign."""
     platform: _common_pb2.Platform.ValueType
+    """The platform the arm buys on; required. Its reports must carry the same one."""
     audience_id: _builtins.str
+    """The audience the arm targets, 0..128 characters (series key of BY_AUDIENCE)."""
     def __init__(
         self,
         *,
@@ -176,17 +212,24 @@ class RegisterCampaignRequest(_message.Message):
     ARMS_FIELD_NUMBER: _builtins.int
     REVISION_FIELD_NUMBER: _builtins.int
     campaign_id: _builtins.str
+    """The budget service's campaign id, 1..128 characters."""
     currency: _builtins.str
-    """ISO 4217 currency every report must carry."""
+    """ISO 4217 currency (three capital letters) every report must carry. Cannot
+    change once registered.
+    """
     total_budget_micros: _builtins.int
-    """Total budget, micros, > 0."""
+    """Total budget, micros of `currency`, > 0."""
     revision: _builtins.int
-    """The campaign's revision in the budget service."""
+    """The campaign's revision in the budget service, >= 0."""
     @_builtins.property
-    def flight(self) -> _common_pb2.TimeRange: ...
+    def flight(self) -> _common_pb2.TimeRange:
+        """The campaign's flight (start and end required, end after start); pacing in
+        GetCampaignSummary spreads the budget evenly over it.
+        """
+
     @_builtins.property
     def arms(self) -> _containers.RepeatedCompositeFieldContainer[Global___ArmRef]:
-        """1..5000 arms."""
+        """1..5000 arms with distinct ids."""
 
     def __init__(
         self,
@@ -212,7 +255,7 @@ class RegisterCampaignResponse(_message.Message):
 
     APPLIED_FIELD_NUMBER: _builtins.int
     applied: _builtins.bool
-    """False when a newer revision was already registered."""
+    """False when a newer revision was already registered (nothing changed)."""
     def __init__(
         self,
         *,
@@ -246,7 +289,9 @@ class HourlyReport(_message.Message):
     CURRENCY_FIELD_NUMBER: _builtins.int
     VERSION_FIELD_NUMBER: _builtins.int
     campaign_id: _builtins.str
+    """A campaign registered by the caller's tenant; required."""
     arm_id: _builtins.str
+    """An arm of that campaign; required."""
     platform: _common_pb2.Platform.ValueType
     """Must match the arm's platform."""
     attribution_window: _builtins.str
@@ -254,25 +299,33 @@ class HourlyReport(_message.Message):
     "1d_view_7d_click"; 1..40 characters. Part of the key.
     """
     impressions: _builtins.int
-    """All counts >= 0; clicks <= impressions; reach <= impressions."""
+    """Ad impressions in the hour, >= 0."""
     reach: _builtins.int
+    """People reached in the hour, >= 0 and <= impressions."""
     clicks: _builtins.int
+    """Clicks in the hour, >= 0 and <= impressions."""
     conversions: _builtins.float
-    """Platform-attributed conversions (may be fractional under modelled attribution), >= 0."""
+    """Platform-attributed conversions (may be fractional under modelled
+    attribution), finite and >= 0.
+    """
     conversion_value_micros: _builtins.int
     """Value of those conversions, micros of `currency`, >= 0."""
     spend_micros: _builtins.int
-    """Spend in the hour, micros, >= 0."""
+    """Spend in the hour, micros of `currency`, >= 0."""
     currency: _builtins.str
     """Must equal the campaign's currency."""
     @_builtins.property
     def hour(self) -> _timestamp_pb2.Timestamp:
-        """Start of the hour, UTC, on the hour; not later than now plus a small skew."""
+        """Start of the hour, UTC, on the hour; from 2000-01-01 to the server's clock
+        plus five minutes. Microsecond precision.
+        """
 
     @_builtins.property
     def version(self) -> _timestamp_pb2.Timestamp:
-        """When the platform produced this figure (pull time). A report for a stored
-        key replaces it only when its version is newer.
+        """When the platform produced this figure (pull time); from 2000-01-01 to the
+        server's clock plus five minutes. A report for a stored key (campaign, arm,
+        platform, hour, attribution window) replaces it only when its version is
+        newer; the same version is a replay, an older one a late restatement.
         """
 
     def __init__(
@@ -306,7 +359,11 @@ class ReportRows(_message.Message):
 
     ROWS_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def rows(self) -> _containers.RepeatedCompositeFieldContainer[Global___HourlyReport]: ...
+    def rows(self) -> _containers.RepeatedCompositeFieldContainer[Global___HourlyReport]:
+        """1..10,000 reports, applied in order (a key twice in a batch: the newer
+        version wins, the first of equal versions wins).
+        """
+
     def __init__(
         self,
         *,
@@ -330,13 +387,18 @@ class ReportBatch(_message.Message):
     batch_id: _builtins.str
     """Optional client label, echoed in the ack; 0..100 characters."""
     arrow_ipc: _builtins.bytes
-    """An Arrow IPC stream with the columns of HourlyReport: campaign_id,
-    arm_id, attribution_window, currency (utf8); platform (int32, enum
-    number); hour, version (timestamp[us, tz=UTC]); impressions, reach,
-    clicks, conversion_value_micros, spend_micros (int64); conversions (float64).
+    """An Arrow IPC stream with exactly the columns of HourlyReport, no nulls:
+    campaign_id, arm_id, attribution_window, currency (utf8); platform
+    (int32, enum number); hour, version (timestamp[us, tz=UTC]);
+    impressions, reach, clicks, conversion_value_micros, spend_micros
+    (int64); conversions (float64). Types that cast safely are accepted too
+    (narrower integers, large or dictionary strings, other timestamp units; a
+    timestamp without a zone is read as UTC).
     """
     @_builtins.property
-    def rows(self) -> Global___ReportRows: ...
+    def rows(self) -> Global___ReportRows:
+        """The rows as messages."""
+
     def __init__(
         self,
         *,
@@ -356,6 +418,10 @@ Global___ReportBatch: _TypeAlias = ReportBatch  # noqa: Y015
 
 @_typing.final
 class IngestReportsAck(_message.Message):
+    """Sent once a batch is committed. inserted + replaced + unchanged + stale =
+    the batch's rows.
+    """
+
     DESCRIPTOR: _descriptor.Descriptor
 
     BATCH_ID_FIELD_NUMBER: _builtins.int
@@ -364,14 +430,19 @@ class IngestReportsAck(_message.Message):
     UNCHANGED_FIELD_NUMBER: _builtins.int
     STALE_FIELD_NUMBER: _builtins.int
     batch_id: _builtins.str
+    """The batch's `batch_id`."""
     inserted: _builtins.int
-    """Keys not stored before."""
+    """Rows whose key was not stored before."""
     replaced: _builtins.int
-    """Keys stored before with an older version, now replaced."""
+    """Rows whose key was stored (or came earlier in the batch) with an older
+    version, now replaced.
+    """
     unchanged: _builtins.int
-    """Keys stored with the same version (a replay): nothing changed."""
+    """Rows whose key was stored with the same version (a replay): nothing changed."""
     stale: _builtins.int
-    """Keys stored with a newer version: this late restatement was ignored."""
+    """Rows whose key was stored with a newer version: this late restatement was
+    ignored.
+    """
     def __init__(
         self,
         *,
@@ -404,6 +475,7 @@ class ConversionEvent(_message.Message):
     event_id: _builtins.str
     """Globally unique per tenant, 1..128 characters. The same id counts once, ever."""
     campaign_id: _builtins.str
+    """A campaign registered by the caller's tenant; required."""
     arm_id: _builtins.str
     """The arm credited; must belong to the campaign."""
     value_micros: _builtins.int
@@ -412,7 +484,7 @@ class ConversionEvent(_message.Message):
     """Where the event came from ("web", "whatsapp"...), 0..64 characters."""
     @_builtins.property
     def time(self) -> _timestamp_pb2.Timestamp:
-        """When it happened; not later than now plus a small skew."""
+        """When it happened; from 2000-01-01 to `as_of` plus five minutes."""
 
     def __init__(
         self,
@@ -444,8 +516,8 @@ class IngestEventsRequest(_message.Message):
 
     @_builtins.property
     def as_of(self) -> _timestamp_pb2.Timestamp:
-        """Server's "now" for the lateness check; unset means the clock. Lets
-        simulated time work.
+        """Server's "now" for the lateness check; unset means the clock; not later
+        than the clock plus five minutes. Lets simulated time work.
         """
 
     def __init__(
@@ -490,11 +562,12 @@ class IngestEventsResponse(_message.Message):
     DUPLICATES_FIELD_NUMBER: _builtins.int
     REFUSED_FIELD_NUMBER: _builtins.int
     inserted: _builtins.int
+    """Events stored by this request."""
     duplicates: _builtins.int
-    """Ids already stored: not counted again."""
+    """Ids already stored, or repeated within the request: not counted again."""
     @_builtins.property
     def refused(self) -> _containers.ScalarMap[_builtins.str, _builtins.int]:
-        """Refused and not stored, by reason (for example "late")."""
+        """Refused and not stored, by reason ("late": older than the lateness window)."""
 
     def __init__(
         self,
@@ -521,23 +594,31 @@ class GetArmStatsRequest(_message.Message):
     INCLUDE_SERIES_FIELD_NUMBER: _builtins.int
     KAPPAS_MICROS_FIELD_NUMBER: _builtins.int
     COUNT_METRIC_FIELD_NUMBER: _builtins.int
+    ATTRIBUTION_WINDOW_FIELD_NUMBER: _builtins.int
     campaign_id: _builtins.str
+    """A campaign of the caller's tenant; required."""
     discount: _builtins.float
-    """Weight of an hour = discount^(hours from the hour to window.end); in
-    (0, 1]; 0 means 1 (no discount).
+    """Weight of an hour = discount^(hours from the hour's start to window.end);
+    in (0, 1]; 0 means 1 (no discount).
     """
     include_series: _builtins.bool
     """Also return each arm's hourly series."""
     count_metric: Global___CountMetric.ValueType
+    """The count y_t of the curve statistics; unset means conversions."""
+    attribution_window: _builtins.str
+    """Read only reports under this attribution window, 0..40 characters. Empty:
+    each arm's default window, the one its first stored report carried (so that
+    spend, which every window repeats, is never counted twice).
+    """
     @_builtins.property
     def window(self) -> _common_pb2.TimeRange:
-        """Hours whose start lies in the window. Required."""
+        """Hours whose start lies in the window. Required (start and end, end after start)."""
 
     @_builtins.property
     def kappas_micros(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]:
-        """Saturation scales κ (micros of spend per hour), up to 64 values > 0. For
-        each κ the response carries, over observed hours t with weights w_t,
-        exposure = Σ w_t·(1 − e^(−spend_t/κ)) and
+        """Saturation scales κ (micros of spend per hour), up to 64 values in
+        (0, 1e18]. For each κ the response carries, over observed hours t with
+        weights w_t, exposure = Σ w_t·(1 − e^(−spend_t/κ)) and
         log_shape = Σ w_t·y_t·ln(1 − e^(−spend_t/κ)) (hours with spend 0 skipped),
         where y_t is `count_metric`: the sufficient statistics of a Gamma-Poisson
         model of a saturating response curve.
@@ -552,10 +633,11 @@ class GetArmStatsRequest(_message.Message):
         include_series: _builtins.bool = ...,
         kappas_micros: _abc.Iterable[_builtins.float] | None = ...,
         count_metric: Global___CountMetric.ValueType = ...,
+        attribution_window: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["window", b"window"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["campaign_id", b"campaign_id", "count_metric", b"count_metric", "discount", b"discount", "include_series", b"include_series", "kappas_micros", b"kappas_micros", "window", b"window"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attribution_window", b"attribution_window", "campaign_id", b"campaign_id", "count_metric", b"count_metric", "discount", b"discount", "include_series", b"include_series", "kappas_micros", b"kappas_micros", "window", b"window"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -563,14 +645,19 @@ Global___GetArmStatsRequest: _TypeAlias = GetArmStatsRequest  # noqa: Y015
 
 @_typing.final
 class CurveStats(_message.Message):
+    """One saturation scale's statistics."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     KAPPA_MICROS_FIELD_NUMBER: _builtins.int
     EXPOSURE_FIELD_NUMBER: _builtins.int
     LOG_SHAPE_FIELD_NUMBER: _builtins.int
     kappa_micros: _builtins.float
+    """The κ asked for, micros of spend per hour."""
     exposure: _builtins.float
+    """Σ w_t·(1 − e^(−spend_t/κ)) over the arm's hours with spend > 0."""
     log_shape: _builtins.float
+    """Σ w_t·y_t·ln(1 − e^(−spend_t/κ)) over the arm's hours with spend > 0; <= 0."""
     def __init__(
         self,
         *,
@@ -588,6 +675,8 @@ Global___CurveStats: _TypeAlias = CurveStats  # noqa: Y015
 
 @_typing.final
 class HourPoint(_message.Message):
+    """One hour of one arm."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     HOUR_FIELD_NUMBER: _builtins.int
@@ -596,11 +685,17 @@ class HourPoint(_message.Message):
     CLICKS_FIELD_NUMBER: _builtins.int
     CONVERSIONS_FIELD_NUMBER: _builtins.int
     spend_micros: _builtins.int
+    """Spend, micros of the campaign's currency."""
     impressions: _builtins.int
+    """Impressions."""
     clicks: _builtins.int
+    """Clicks."""
     conversions: _builtins.float
+    """Platform-reported conversions."""
     @_builtins.property
-    def hour(self) -> _timestamp_pb2.Timestamp: ...
+    def hour(self) -> _timestamp_pb2.Timestamp:
+        """Start of the hour, UTC."""
+
     def __init__(
         self,
         *,
@@ -620,6 +715,10 @@ Global___HourPoint: _TypeAlias = HourPoint  # noqa: Y015
 
 @_typing.final
 class ArmStats(_message.Message):
+    """One arm's statistics over the window. "Discounted" sums weigh each hour by
+    the request's discount (see GetArmStatsRequest.discount).
+    """
+
     DESCRIPTOR: _descriptor.Descriptor
 
     ARM_ID_FIELD_NUMBER: _builtins.int
@@ -641,16 +740,27 @@ class ArmStats(_message.Message):
     CURVES_FIELD_NUMBER: _builtins.int
     SERIES_FIELD_NUMBER: _builtins.int
     arm_id: _builtins.str
+    """The arm's id."""
     platform: _common_pb2.Platform.ValueType
+    """The arm's platform."""
     audience_id: _builtins.str
+    """The arm's audience."""
     spend_micros: _builtins.int
+    """Spend, micros of the campaign's currency."""
     discounted_spend_micros: _builtins.float
+    """Σ w_t·spend_t, micros."""
     conversions: _builtins.float
+    """Platform-reported conversions."""
     discounted_conversions: _builtins.float
+    """Σ w_t·conversions_t."""
     clicks: _builtins.int
+    """Clicks."""
     discounted_clicks: _builtins.float
+    """Σ w_t·clicks_t."""
     impressions: _builtins.int
+    """Impressions."""
     discounted_impressions: _builtins.float
+    """Σ w_t·impressions_t."""
     hours_observed: _builtins.int
     """Hours with a report."""
     discounted_hours: _builtins.float
@@ -658,6 +768,7 @@ class ArmStats(_message.Message):
     event_conversions: _builtins.int
     """Conversion events credited to the arm in the window (deduplicated)."""
     event_value_micros: _builtins.int
+    """Value of those events, micros."""
     @_builtins.property
     def last_hour(self) -> _timestamp_pb2.Timestamp:
         """Latest hour with a report; unset when none."""
@@ -731,12 +842,18 @@ class GetTimeseriesRequest(_message.Message):
     GROUP_BY_FIELD_NUMBER: _builtins.int
     GRANULARITY_FIELD_NUMBER: _builtins.int
     METRICS_FIELD_NUMBER: _builtins.int
+    ATTRIBUTION_WINDOW_FIELD_NUMBER: _builtins.int
     campaign_id: _builtins.str
+    """A campaign of the caller's tenant; required."""
     group_by: Global___GroupBy.ValueType
+    """Series key; unset means BY_ARM."""
     granularity: Global___Granularity.ValueType
+    """Point size; unset means HOURLY."""
+    attribution_window: _builtins.str
+    """As GetArmStatsRequest.attribution_window."""
     @_builtins.property
     def window(self) -> _common_pb2.TimeRange:
-        """Required."""
+        """Hours whose start lies in the window. Required (start and end, end after start)."""
 
     @_builtins.property
     def metrics(self) -> _containers.RepeatedScalarFieldContainer[Global___Metric.ValueType]:
@@ -750,10 +867,11 @@ class GetTimeseriesRequest(_message.Message):
         group_by: Global___GroupBy.ValueType = ...,
         granularity: Global___Granularity.ValueType = ...,
         metrics: _abc.Iterable[Global___Metric.ValueType] | None = ...,
+        attribution_window: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["window", b"window"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["campaign_id", b"campaign_id", "granularity", b"granularity", "group_by", b"group_by", "metrics", b"metrics", "window", b"window"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attribution_window", b"attribution_window", "campaign_id", b"campaign_id", "granularity", b"granularity", "group_by", b"group_by", "metrics", b"metrics", "window", b"window"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -761,12 +879,16 @@ Global___GetTimeseriesRequest: _TypeAlias = GetTimeseriesRequest  # noqa: Y015
 
 @_typing.final
 class TimePoint(_message.Message):
+    """One point of a series."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     START_FIELD_NUMBER: _builtins.int
     VALUES_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def start(self) -> _timestamp_pb2.Timestamp: ...
+    def start(self) -> _timestamp_pb2.Timestamp:
+        """Start of the hour or UTC day."""
+
     @_builtins.property
     def values(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]:
         """One value per requested metric, in request order."""
@@ -787,6 +909,8 @@ Global___TimePoint: _TypeAlias = TimePoint  # noqa: Y015
 
 @_typing.final
 class Series(_message.Message):
+    """One series; only hours or days with at least one report have a point."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     KEY_FIELD_NUMBER: _builtins.int
@@ -794,7 +918,9 @@ class Series(_message.Message):
     key: _builtins.str
     """Arm id, platform name, audience id or the campaign id, by `group_by`."""
     @_builtins.property
-    def points(self) -> _containers.RepeatedCompositeFieldContainer[Global___TimePoint]: ...
+    def points(self) -> _containers.RepeatedCompositeFieldContainer[Global___TimePoint]:
+        """Points in time order."""
+
     def __init__(
         self,
         *,
@@ -816,9 +942,15 @@ class GetTimeseriesResponse(_message.Message):
     METRICS_FIELD_NUMBER: _builtins.int
     SERIES_FIELD_NUMBER: _builtins.int
     @_builtins.property
-    def metrics(self) -> _containers.RepeatedScalarFieldContainer[Global___Metric.ValueType]: ...
+    def metrics(self) -> _containers.RepeatedScalarFieldContainer[Global___Metric.ValueType]:
+        """The requested metrics, in the order of each point's values."""
+
     @_builtins.property
-    def series(self) -> _containers.RepeatedCompositeFieldContainer[Global___Series]: ...
+    def series(self) -> _containers.RepeatedCompositeFieldContainer[Global___Series]:
+        """One series per key the campaign's arms give (every arm, platform or
+        audience of the campaign, with points or without), in key order.
+        """
+
     def __init__(
         self,
         *,
@@ -839,20 +971,25 @@ class GetCampaignSummaryRequest(_message.Message):
 
     CAMPAIGN_ID_FIELD_NUMBER: _builtins.int
     AS_OF_FIELD_NUMBER: _builtins.int
+    ATTRIBUTION_WINDOW_FIELD_NUMBER: _builtins.int
     campaign_id: _builtins.str
+    """A campaign of the caller's tenant; required."""
+    attribution_window: _builtins.str
+    """As GetArmStatsRequest.attribution_window."""
     @_builtins.property
     def as_of(self) -> _timestamp_pb2.Timestamp:
-        """"Now" for pacing; unset means the clock."""
+        """"Now" for pacing; unset means the clock. Hours starting before it count."""
 
     def __init__(
         self,
         *,
         campaign_id: _builtins.str = ...,
         as_of: _timestamp_pb2.Timestamp | None = ...,
+        attribution_window: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["as_of", b"as_of"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["as_of", b"as_of", "campaign_id", b"campaign_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["as_of", b"as_of", "attribution_window", b"attribution_window", "campaign_id", b"campaign_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -860,6 +997,8 @@ Global___GetCampaignSummaryRequest: _TypeAlias = GetCampaignSummaryRequest  # no
 
 @_typing.final
 class PlatformTotals(_message.Message):
+    """One platform's totals to date. Ratios are 0 when their denominator is 0."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     PLATFORM_FIELD_NUMBER: _builtins.int
@@ -873,11 +1012,17 @@ class PlatformTotals(_message.Message):
     CONVERSION_RATE_FIELD_NUMBER: _builtins.int
     SPEND_SHARE_FIELD_NUMBER: _builtins.int
     platform: _common_pb2.Platform.ValueType
+    """The platform."""
     spend_micros: _builtins.int
+    """Spend, micros."""
     impressions: _builtins.int
+    """Impressions."""
     reach: _builtins.int
+    """Sum of hourly reach figures (an upper bound of unique reach)."""
     clicks: _builtins.int
+    """Clicks."""
     conversions: _builtins.float
+    """Platform-reported conversions."""
     cpa_micros: _builtins.float
     """Spend / conversions, micros; 0 without conversions."""
     ctr: _builtins.float
@@ -910,6 +1055,8 @@ Global___PlatformTotals: _TypeAlias = PlatformTotals  # noqa: Y015
 
 @_typing.final
 class CampaignSummary(_message.Message):
+    """A campaign's delivery to date. Ratios are 0 when their denominator is 0."""
+
     DESCRIPTOR: _descriptor.Descriptor
 
     CAMPAIGN_ID_FIELD_NUMBER: _builtins.int
@@ -929,25 +1076,41 @@ class CampaignSummary(_message.Message):
     PLATFORMS_FIELD_NUMBER: _builtins.int
     AS_OF_FIELD_NUMBER: _builtins.int
     campaign_id: _builtins.str
+    """The campaign."""
     currency: _builtins.str
+    """Its currency; every micros amount below is in it."""
     total_budget_micros: _builtins.int
+    """Registered total budget, micros."""
     spend_micros: _builtins.int
+    """Spend to date, micros."""
     remaining_micros: _builtins.int
+    """Budget minus spend, micros; negative when overspent."""
     expected_spend_micros: _builtins.int
-    """Spend an even pacing would have reached by `as_of`, micros."""
+    """Spend an even pacing over the flight would have reached by `as_of`, micros."""
     pacing_ratio: _builtins.float
     """spend / expected spend; 1 is on pace."""
     impressions: _builtins.int
+    """Impressions to date."""
     clicks: _builtins.int
+    """Clicks to date."""
     conversions: _builtins.float
+    """Platform-reported conversions to date."""
     cpa_micros: _builtins.float
+    """Spend / conversions, micros."""
     ctr: _builtins.float
+    """Clicks / impressions."""
     conversion_rate: _builtins.float
+    """Conversions / clicks."""
     event_conversions: _builtins.int
+    """Conversion events (deduplicated) before `as_of`."""
     @_builtins.property
-    def platforms(self) -> _containers.RepeatedCompositeFieldContainer[Global___PlatformTotals]: ...
+    def platforms(self) -> _containers.RepeatedCompositeFieldContainer[Global___PlatformTotals]:
+        """One per platform the campaign has arms on, in platform order."""
+
     @_builtins.property
-    def as_of(self) -> _timestamp_pb2.Timestamp: ...
+    def as_of(self) -> _timestamp_pb2.Timestamp:
+        """The moment the summary is for."""
+
     def __init__(
         self,
         *,

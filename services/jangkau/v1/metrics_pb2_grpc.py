@@ -26,7 +26,9 @@ if _version_not_supported:
 
 
 class MetricsServiceStub:
-    """Missing associated documentation comment in .proto file."""
+    """Every method acts on the caller's tenant only. A campaign the caller's tenant
+    has not registered is NOT_FOUND (another tenant's campaign looks missing).
+    """
 
     def __init__(self, channel):
         """Constructor.
@@ -67,12 +69,17 @@ class MetricsServiceStub:
 
 
 class MetricsServiceServicer:
-    """Missing associated documentation comment in .proto file."""
+    """Every method acts on the caller's tenant only. A campaign the caller's tenant
+    has not registered is NOT_FOUND (another tenant's campaign looks missing).
+    """
 
     def RegisterCampaign(self, request, context):
         """Registers (or updates) a campaign's currency, budget, flight and arms, so
         that reports can be validated against them. Called by the budget service.
-        Idempotent; an older `revision` than the stored one changes nothing.
+        Idempotent; an older `revision` than the stored one changes nothing. Arms
+        are never forgotten (an arm dropped from a newer revision keeps its
+        history); a campaign's currency and an arm's platform and audience cannot
+        change (FAILED_PRECONDITION).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -81,14 +88,20 @@ class MetricsServiceServicer:
     def IngestReports(self, request_iterator, context):
         """The client streams batches of hourly reports; the server answers each batch
         after it is committed. A batch is validated whole: one bad row refuses the
-        batch with INVALID_ARGUMENT (listing the first bad rows) and writes nothing.
+        batch with INVALID_ARGUMENT (listing the first bad rows, as
+        `rows[17].clicks: clicks 12 > impressions 10`) and writes nothing; the call
+        ends there, and the batches acknowledged before it stay committed. A row
+        naming a campaign the caller does not have ends the call with NOT_FOUND.
+        Replaying a batch changes nothing (its rows count as `unchanged`).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def IngestEvents(self, request, context):
-        """Conversion events, deduplicated by `event_id`.
+        """Conversion events, deduplicated by `event_id` per tenant, across restarts.
+        Events older than the lateness window (JANGKAU_EVENT_LATENESS_HOURS before
+        `as_of`) are refused and counted; any invalid event refuses the request.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -157,7 +170,9 @@ def add_MetricsServiceServicer_to_server(servicer, server):
 
  # This class is part of an EXPERIMENTAL API.
 class MetricsService:
-    """Missing associated documentation comment in .proto file."""
+    """Every method acts on the caller's tenant only. A campaign the caller's tenant
+    has not registered is NOT_FOUND (another tenant's campaign looks missing).
+    """
 
     @staticmethod
     def RegisterCampaign(request,

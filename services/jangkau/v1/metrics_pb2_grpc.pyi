@@ -29,6 +29,10 @@ GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
 class MetricsServiceStub:
+    """Every method acts on the caller's tenant only. A campaign the caller's tenant
+    has not registered is NOT_FOUND (another tenant's campaign looks missing).
+    """
+
     @_typing.overload
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
     @_typing.overload
@@ -36,15 +40,25 @@ class MetricsServiceStub:
     RegisterCampaign: _grpc.UnaryUnaryMultiCallable[_metrics_pb2.RegisterCampaignRequest, _metrics_pb2.RegisterCampaignResponse]
     """Registers (or updates) a campaign's currency, budget, flight and arms, so
     that reports can be validated against them. Called by the budget service.
-    Idempotent; an older `revision` than the stored one changes nothing.
+    Idempotent; an older `revision` than the stored one changes nothing. Arms
+    are never forgotten (an arm dropped from a newer revision keeps its
+    history); a campaign's currency and an arm's platform and audience cannot
+    change (FAILED_PRECONDITION).
     """
     IngestReports: _grpc.StreamStreamMultiCallable[_metrics_pb2.ReportBatch, _metrics_pb2.IngestReportsAck]
     """The client streams batches of hourly reports; the server answers each batch
     after it is committed. A batch is validated whole: one bad row refuses the
-    batch with INVALID_ARGUMENT (listing the first bad rows) and writes nothing.
+    batch with INVALID_ARGUMENT (listing the first bad rows, as
+    `rows[17].clicks: clicks 12 > impressions 10`) and writes nothing; the call
+    ends there, and the batches acknowledged before it stay committed. A row
+    naming a campaign the caller does not have ends the call with NOT_FOUND.
+    Replaying a batch changes nothing (its rows count as `unchanged`).
     """
     IngestEvents: _grpc.UnaryUnaryMultiCallable[_metrics_pb2.IngestEventsRequest, _metrics_pb2.IngestEventsResponse]
-    """Conversion events, deduplicated by `event_id`."""
+    """Conversion events, deduplicated by `event_id` per tenant, across restarts.
+    Events older than the lateness window (JANGKAU_EVENT_LATENESS_HOURS before
+    `as_of`) are refused and counted; any invalid event refuses the request.
+    """
     GetArmStats: _grpc.UnaryUnaryMultiCallable[_metrics_pb2.GetArmStatsRequest, _metrics_pb2.GetArmStatsResponse]
     """Per-arm sufficient statistics over a window, for the allocator."""
     GetTimeseries: _grpc.UnaryUnaryMultiCallable[_metrics_pb2.GetTimeseriesRequest, _metrics_pb2.GetTimeseriesResponse]
@@ -54,19 +68,33 @@ class MetricsServiceStub:
 
 @_typing.type_check_only
 class MetricsServiceAsyncStub(MetricsServiceStub):
+    """Every method acts on the caller's tenant only. A campaign the caller's tenant
+    has not registered is NOT_FOUND (another tenant's campaign looks missing).
+    """
+
     def __init__(self, channel: _aio.Channel) -> None: ...
     RegisterCampaign: _aio.UnaryUnaryMultiCallable[_metrics_pb2.RegisterCampaignRequest, _metrics_pb2.RegisterCampaignResponse]  # type: ignore[assignment]
     """Registers (or updates) a campaign's currency, budget, flight and arms, so
     that reports can be validated against them. Called by the budget service.
-    Idempotent; an older `revision` than the stored one changes nothing.
+    Idempotent; an older `revision` than the stored one changes nothing. Arms
+    are never forgotten (an arm dropped from a newer revision keeps its
+    history); a campaign's currency and an arm's platform and audience cannot
+    change (FAILED_PRECONDITION).
     """
     IngestReports: _aio.StreamStreamMultiCallable[_metrics_pb2.ReportBatch, _metrics_pb2.IngestReportsAck]  # type: ignore[assignment]
     """The client streams batches of hourly reports; the server answers each batch
     after it is committed. A batch is validated whole: one bad row refuses the
-    batch with INVALID_ARGUMENT (listing the first bad rows) and writes nothing.
+    batch with INVALID_ARGUMENT (listing the first bad rows, as
+    `rows[17].clicks: clicks 12 > impressions 10`) and writes nothing; the call
+    ends there, and the batches acknowledged before it stay committed. A row
+    naming a campaign the caller does not have ends the call with NOT_FOUND.
+    Replaying a batch changes nothing (its rows count as `unchanged`).
     """
     IngestEvents: _aio.UnaryUnaryMultiCallable[_metrics_pb2.IngestEventsRequest, _metrics_pb2.IngestEventsResponse]  # type: ignore[assignment]
-    """Conversion events, deduplicated by `event_id`."""
+    """Conversion events, deduplicated by `event_id` per tenant, across restarts.
+    Events older than the lateness window (JANGKAU_EVENT_LATENESS_HOURS before
+    `as_of`) are refused and counted; any invalid event refuses the request.
+    """
     GetArmStats: _aio.UnaryUnaryMultiCallable[_metrics_pb2.GetArmStatsRequest, _metrics_pb2.GetArmStatsResponse]  # type: ignore[assignment]
     """Per-arm sufficient statistics over a window, for the allocator."""
     GetTimeseries: _aio.UnaryUnaryMultiCallable[_metrics_pb2.GetTimeseriesRequest, _metrics_pb2.GetTimeseriesResponse]  # type: ignore[assignment]
@@ -75,6 +103,10 @@ class MetricsServiceAsyncStub(MetricsServiceStub):
     """Spend to date against budget, pacing, per-platform totals and ratios."""
 
 class MetricsServiceServicer(metaclass=_abc_1.ABCMeta):
+    """Every method acts on the caller's tenant only. A campaign the caller's tenant
+    has not registered is NOT_FOUND (another tenant's campaign looks missing).
+    """
+
     @_abc_1.abstractmethod
     def RegisterCampaign(
         self,
@@ -83,7 +115,10 @@ class MetricsServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_metrics_pb2.RegisterCampaignResponse, _abc.Awaitable[_metrics_pb2.RegisterCampaignResponse]]:
         """Registers (or updates) a campaign's currency, budget, flight and arms, so
         that reports can be validated against them. Called by the budget service.
-        Idempotent; an older `revision` than the stored one changes nothing.
+        Idempotent; an older `revision` than the stored one changes nothing. Arms
+        are never forgotten (an arm dropped from a newer revision keeps its
+        history); a campaign's currency and an arm's platform and audience cannot
+        change (FAILED_PRECONDITION).
         """
 
     @_abc_1.abstractmethod
@@ -94,7 +129,11 @@ class MetricsServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_abc.Iterator[_metrics_pb2.IngestReportsAck], _abc.AsyncIterator[_metrics_pb2.IngestReportsAck]]:
         """The client streams batches of hourly reports; the server answers each batch
         after it is committed. A batch is validated whole: one bad row refuses the
-        batch with INVALID_ARGUMENT (listing the first bad rows) and writes nothing.
+        batch with INVALID_ARGUMENT (listing the first bad rows, as
+        `rows[17].clicks: clicks 12 > impressions 10`) and writes nothing; the call
+        ends there, and the batches acknowledged before it stay committed. A row
+        naming a campaign the caller does not have ends the call with NOT_FOUND.
+        Replaying a batch changes nothing (its rows count as `unchanged`).
         """
 
     @_abc_1.abstractmethod
@@ -103,7 +142,10 @@ class MetricsServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _metrics_pb2.IngestEventsRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_metrics_pb2.IngestEventsResponse, _abc.Awaitable[_metrics_pb2.IngestEventsResponse]]:
-        """Conversion events, deduplicated by `event_id`."""
+        """Conversion events, deduplicated by `event_id` per tenant, across restarts.
+        Events older than the lateness window (JANGKAU_EVENT_LATENESS_HOURS before
+        `as_of`) are refused and counted; any invalid event refuses the request.
+        """
 
     @_abc_1.abstractmethod
     def GetArmStats(

@@ -1,0 +1,87 @@
+"""The budget store on a real DuckDB file: campaigns by tenant, the decision log
+(one per campaign and period), and the in-memory index every Allocate reads."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from jangkau.budget.store import BudgetStore
+from tests.test_budget_support import facts
+
+NOW = datetime(2024, 10, 1, 12, tzinfo=UTC)
+P0 = datetime(2024, 10, 2, tzinfo=UTC)
+HOUR = timedelta(hours=1)
+
+
+@pytest.fixture
+def store(tmp_path: Path):
+    s = BudgetStore(tmp_path / "budget.duckdb")
+    yield s
+    s.close()
+
+
+def add_campaign(store: BudgetStore, campaign_id: str = "cmp_1", tenant: str = "alpha") -> None:
+    store.insert_campaign(tenant, campaign_id, "ACTIVE", NOW, b"campaign", [facts()])
+
+
+def test_previous_decision_is_the_latest_before_the_period(store):
+    add_campaign(store)
+    for h in (3, 1, 5):
+        store.insert_decision("alpha", "cmp_1", P0 + h * HOUR, f"dec_{h}", NOW, b"x")
+    assert store.revision_and_previous("alpha", "cmp_1", P0 + 5 * HOUR) == (1, "dec_3")
+    assert store.revision_and_previous("alpha", "cmp_1", P0 + 6 * HOUR) == (1, "dec_5")
+    assert store.revision_and_previous("alpha", "cmp_1", P0 + HOUR) == (1, None)
+
+
+def test_a_period_keeps_its_first_decision(store):
+    add_campaign(store)
+    first = store.insert_decision("alpha", "cmp_1", P0, "dec_a", NOW, b"a")
+    second = store.insert_decision("alpha", "cmp_1", P0, "dec_b", NOW, b"b")
+    assert first.decision_id == second.decision_id == "dec_a"
+    assert second.body == b"a"
+    assert [d.decision_id for d in store.list_decisions("alpha", "cmp_1", 0, 10)] == ["dec_a"]
+
+
+def test_the_index_after_a_reopen_matches_the_table(tmp_path):
+    s = BudgetStore(tmp_path / "budget.duckdb")
+    add_campaign(s)
+    s.insert_decision("alpha", "cmp_1", P0, "dec_a", NOW, b"a")
+    s.update_campaign("alpha", "cmp_1", 1, "PAUSED", b"v2", [facts()])
+    s.close()
+    reopened = BudgetStore(tmp_path / "budget.duckdb")
+    try:
+        assert reopened.revision_and_previous("alpha", "cmp_1", P0 + HOUR) == (2, "dec_a")
+        reopened.insert_decision("alpha", "cmp_1", P0 + HOUR, "dec_b", NOW, b"b")
+        assert reopened.revision_and_previous("alpha", "cmp_1", P0 + 2 * HOUR) == (2, "dec_b")
+        assert reopened.decision_for("alpha", "cmp_1", P0 + HOUR).body == b"b"
+    finally:
+        reopened.close()
+
+
+def test_an_update_with_a_stale_revision_changes_nothing(store):
+    add_campaign(store)
+    assert store.update_campaign("alpha", "cmp_1", 1, "ACTIVE", b"v2", [facts()])
+    assert not store.update_campaign("alpha", "cmp_1", 1, "ACTIVE", b"v3", [facts()])
+    assert store.get_campaign("alpha", "cmp_1").body == b"v2"
+    assert store.campaign_revision("alpha", "cmp_1") == 2
+
+
+def test_another_tenant_sees_neither_campaign_nor_decisions(store):
+    add_campaign(store)
+    store.insert_decision("alpha", "cmp_1", P0, "dec_a", NOW, b"a")
+    assert store.get_campaign("beta", "cmp_1") is None
+    assert store.revision_and_previous("beta", "cmp_1", P0 + HOUR) is None
+    assert store.decision_for("beta", "cmp_1", P0) is None
+    assert store.list_campaigns("beta", None, 0, 10) == []
+
+
+def test_audience_facts_read_back_per_platform(store):
+    add_campaign(store)
+    (got,) = store.audience_facts("alpha", "cmp_1").values()
+    expected = facts()
+    assert replace(got, reach=()) == replace(expected, reach=())
+    assert set(got.reach) == set(expected.reach)
