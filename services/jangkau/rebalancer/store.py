@@ -14,6 +14,7 @@ from jangkau.runtime.store import Database
 
 MIGRATIONS = [
     """
+    -- Append-only: every budget a platform accepted; the latest per arm is in force.
     CREATE TABLE applied_budget (
         tenant VARCHAR NOT NULL,
         campaign_id VARCHAR NOT NULL,
@@ -21,8 +22,7 @@ MIGRATIONS = [
         daily_budget_micros BIGINT NOT NULL,
         decision_id VARCHAR NOT NULL,
         period_start TIMESTAMPTZ NOT NULL,
-        applied_at TIMESTAMPTZ NOT NULL,
-        PRIMARY KEY (tenant, campaign_id, arm_id)
+        applied_at TIMESTAMPTZ NOT NULL
     );
     CREATE TABLE applied_period (
         tenant VARCHAR NOT NULL,
@@ -73,8 +73,8 @@ class RebalancerStore:
     def last_applied(self, tenant: str, campaign_id: str) -> dict[str, int]:
         with self.db.read() as cur:
             rows = cur.execute(
-                "SELECT arm_id, daily_budget_micros FROM applied_budget"
-                " WHERE tenant = ? AND campaign_id = ?",
+                "SELECT arm_id, arg_max(daily_budget_micros, period_start) FROM applied_budget"
+                " WHERE tenant = ? AND campaign_id = ? GROUP BY arm_id",
                 [tenant, campaign_id],
             ).fetchall()
         return {arm: int(micros) for arm, micros in rows}
@@ -98,8 +98,8 @@ class RebalancerStore:
         refused: int,
         applied_at: datetime,
     ) -> None:
-        """Accepted budgets replace the last applied ones; refused arms keep theirs.
-        The period is marked done in the same transaction."""
+        """Accepted budgets become the ones in force; refused arms keep theirs. The
+        period is marked done in the same transaction."""
         with self.db.transaction() as cur:
             if accepted:
                 # One statement for all arms: DuckDB is slow at row-by-row inserts.
@@ -109,7 +109,7 @@ class RebalancerStore:
                 ]
                 placeholders = ", ".join(["(?, ?, ?, ?, ?, ?, ?)"] * len(rows))
                 cur.execute(
-                    f"INSERT OR REPLACE INTO applied_budget VALUES {placeholders}",
+                    f"INSERT INTO applied_budget VALUES {placeholders}",
                     [value for row in rows for value in row],
                 )
             cur.execute(
