@@ -6,6 +6,7 @@ knows the market's hidden curves. Every number printed comes from the run."""
 from __future__ import annotations
 
 import argparse
+import logging
 import shutil
 import time
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from jangkau.rebalancer.wiring import build
 from jangkau.runtime.auth import DEV_TOKEN
 from jangkau.runtime.config import Settings
 from jangkau.runtime.launcher import Cluster
+from jangkau.runtime.logs import JsonFormatter
 from jangkau.runtime.times import HOUR, to_timestamp
 from jangkau.v1 import audience_pb2, budget_pb2, common_pb2, metrics_pb2
 
@@ -182,6 +184,12 @@ def run(args: argparse.Namespace) -> int:
     started = time.monotonic()
     cluster = Cluster(data_dir, ("audience", "metrics", "budget", "sandbox"), free_ports=True)
     print(f"starting audience, metrics, budget and the sandbox market (data in {data_dir}) ...")
+    # The rebalancer's own log goes to a file beside the services' logs.
+    (data_dir / "logs").mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(data_dir / "logs" / "rebalancer.log")
+    handler.setFormatter(JsonFormatter("rebalancer"))
+    logging.getLogger().handlers[:] = [handler]
+    logging.getLogger().setLevel(logging.INFO)
     cluster.start()
     try:
         for name in cluster.services:

@@ -97,17 +97,24 @@ T = TypeVar("T")
 
 
 def progress(items: Sequence[T], label: str, enabled: bool | None = None) -> Iterator[T]:
-    """Yields the items, drawing a bar on stderr when it is a terminal (or forced)."""
-    show = sys.stderr.isatty() if enabled is None else enabled
+    """Yields the items, drawing a bar on stderr: redrawn in place on a terminal, a
+    line every tenth of the way otherwise (logs stay short). `enabled=False` hides it;
+    by default it shows on a terminal only."""
+    tty = sys.stderr.isatty()
+    show = tty if enabled is None else enabled
     total = len(items)
     started = time.monotonic()
     last_draw = 0.0
+    next_line = 0.1
     for i, item in enumerate(items, start=1):
         yield item
+        if not show:
+            continue
         now = time.monotonic()
-        if show and (now - last_draw > 0.1 or i == total):
+        done = i / max(total, 1)
+        if tty and (now - last_draw > 0.1 or i == total):
             last_draw = now
-            filled = int(30 * i / max(total, 1))
+            filled = int(30 * done)
             bar = "#" * filled + "." * (30 - filled)
             print(
                 f"\r{label} [{bar}] {i}/{total} {now - started:5.1f}s",
@@ -115,5 +122,8 @@ def progress(items: Sequence[T], label: str, enabled: bool | None = None) -> Ite
                 file=sys.stderr,
                 flush=True,
             )
-    if show:
+        elif not tty and (done >= next_line or i == total):
+            next_line = (int(done * 10) + 1) / 10
+            print(f"{label}: {i}/{total} {now - started:5.1f}s", file=sys.stderr, flush=True)
+    if show and tty:
         print(file=sys.stderr)

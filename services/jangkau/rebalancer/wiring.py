@@ -12,6 +12,7 @@ from jangkau.client import Jangkau
 from jangkau.platforms.base import ArmTarget, CampaignTarget
 from jangkau.platforms.sandbox import SandboxAdapter
 from jangkau.rebalancer.job import Rebalancer
+from jangkau.rebalancer.live import load as load_live
 from jangkau.rebalancer.store import RebalancerStore
 from jangkau.runtime.config import Settings
 from jangkau.runtime.times import from_timestamp
@@ -71,6 +72,10 @@ def build(
     rejection_rate: float = 0.0,
     error_rate: float = 0.0,
 ) -> Rebalancer:
+    store = RebalancerStore(settings.data_dir / "rebalancer.duckdb")
+    if settings.platforms_file is not None:
+        live = load_live(settings.platforms_file, clock)
+        return Rebalancer(client, live.adapters, store, live.targets)
     adapter = SandboxAdapter(
         settings.sandbox_addr,
         clock,
@@ -80,5 +85,4 @@ def build(
         error_rate=error_rate,
         token=client.token,
     )
-    store = RebalancerStore(settings.data_dir / "rebalancer.duckdb")
     return Rebalancer(client, [adapter], store, sandbox_targets(client, adapter))

@@ -23,6 +23,10 @@ ENV_VARS: dict[str, tuple[str, str]] = {
     "JANGKAU_DATA_DIR": ("./.jangkau", "folder of the services' DuckDB files"),
     "JANGKAU_TOKENS_FILE": ("", "JSON file of bearer tokens; unset: the development tokens"),
     "JANGKAU_TOKEN": ("", "token this process presents on outgoing calls (CLI, rebalancer)"),
+    "JANGKAU_PLATFORMS_FILE": (
+        "",
+        "rebalancer: live platform adapters and arm placements (JSON); unset: the sandbox",
+    ),
     "JANGKAU_GRACE_SECONDS": ("5", "SIGTERM: seconds to drain in-flight calls before stopping"),
     "JANGKAU_MAX_WORKERS": ("16", "threads serving RPCs per process"),
     "JANGKAU_CALL_TIMEOUT_SECONDS": ("5", "deadline of every outgoing call between services"),
@@ -71,6 +75,7 @@ class Settings:
     call_timeout_seconds: float
     log_level: str
     trace_file: Path | None
+    platforms_file: Path | None = None
 
     @classmethod
     def from_env(cls, service: str | None = None) -> Settings:
@@ -89,6 +94,7 @@ class Settings:
             listen = env(SERVICE_ADDR_VARS[service])
         tokens = env("JANGKAU_TOKENS_FILE")
         trace = env("JANGKAU_TRACE_FILE")
+        platforms = env("JANGKAU_PLATFORMS_FILE")
         return cls(
             audience_addr=env("JANGKAU_AUDIENCE_ADDR"),
             budget_addr=env("JANGKAU_BUDGET_ADDR"),
@@ -103,4 +109,5 @@ class Settings:
             call_timeout_seconds=float(number("JANGKAU_CALL_TIMEOUT_SECONDS", float)),
             log_level=env("JANGKAU_LOG_LEVEL").upper(),
             trace_file=Path(trace) if trace else None,
+            platforms_file=Path(platforms) if platforms else None,
         )
