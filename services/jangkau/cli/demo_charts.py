@@ -19,7 +19,8 @@ from jangkau.v1 import budget_pb2  # noqa: E402
 
 def _figure(scores: Scores, campaign: budget_pb2.Campaign):  # type: ignore[no-untyped-def]
     fig, (share_ax, conv_ax) = plt.subplots(2, 1, figsize=(12, 9), constrained_layout=True)
-    days = np.array(scores.hours, dtype="datetime64[h]")
+    # numpy's datetime64 holds no zone: hours are UTC.
+    days = np.array([h.replace(tzinfo=None) for h in scores.hours], dtype="datetime64[h]")
     budgets = scores.budgets.astype(float)
     # Daily sums keep the stacked areas readable over two months of hours.
     n_days = len(days) // 24

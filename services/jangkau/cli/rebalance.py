@@ -34,6 +34,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--dry-run", action="store_true", help="compute, apply nothing")
     parser.add_argument("--at", type=moment, default=None, help="as-of time (default now)")
     parser.add_argument("--max-seconds", type=float, default=3000.0, help="run-time limit")
+    parser.add_argument(
+        "--min-edit-percent",
+        type=float,
+        default=10.0,
+        help="leave budgets that would move less than this (default 10)",
+    )
     common_options(parser)
     parser.set_defaults(run=_rebalance)
 
@@ -55,6 +61,7 @@ def _rebalance(args: argparse.Namespace) -> int:
                 campaign_id=args.campaign,
                 dry_run=args.dry_run,
                 max_run_seconds=args.max_seconds,
+                min_edit_percent=args.min_edit_percent,
                 tenant=tenant,
             )
             summary = rebalancer.run(options, progress=lambda items: progress(items, "rebalance"))

@@ -17,16 +17,27 @@ def daily_from_hourly(hourly_micros: int) -> int:
 
 
 def edits_needed(
-    wanted_daily: Mapping[str, int], last_applied: Mapping[str, int]
+    wanted_daily: Mapping[str, int],
+    last_applied: Mapping[str, int],
+    min_edit_percent: float = 0.0,
 ) -> dict[str, int]:
-    """Arms whose platform budget must change: a different amount, or never set.
-    An arm never set that should get 0 is still set (pauses whatever the platform
-    holds), so no arm runs on a budget jangkau did not choose."""
-    return {
-        arm: daily
-        for arm, daily in wanted_daily.items()
-        if arm not in last_applied or last_applied[arm] != daily
-    }
+    """Arms whose platform budget must change. Every edit counts against a platform's
+    learning phase (Meta resets it on a significant edit; TikTok advises few, small
+    changes), so an amount within `min_edit_percent` of the one in force is left as
+    it is. Always pushed: an arm never set (even to 0, which pauses whatever the
+    platform holds, so no arm runs on a budget jangkau did not choose), and turning
+    an arm on or off."""
+    edits = {}
+    for arm, daily in wanted_daily.items():
+        current = last_applied.get(arm)
+        if (
+            current is None
+            or (current == 0) != (daily == 0)
+            or current != daily
+            and abs(daily - current) * 100 > min_edit_percent * current
+        ):
+            edits[arm] = daily
+    return edits
 
 
 class Outcome(StrEnum):

@@ -51,6 +51,8 @@ class RebalanceOptions:
     # the new hours).
     restatement_hours: int = 72
     restatement_every_hours: int = 6
+    # Budget changes smaller than this share of the budget in force are not pushed.
+    min_edit_percent: float = 10.0
     tenant: str = ""
 
 
@@ -214,7 +216,9 @@ class Rebalancer:
             run.outcome = Outcome.REPLAYED
             return
         wanted = {a.arm_id: daily_from_hourly(a.budget_micros) for a in allocation.arms}
-        changes = edits_needed(wanted, self.store.last_applied(options.tenant, campaign.id))
+        changes = edits_needed(
+            wanted, self.store.last_applied(options.tenant, campaign.id), options.min_edit_percent
+        )
         accepted: dict[str, int] = {}
         refused: list[str] = []
         for adapter in self.adapters:
