@@ -27,6 +27,11 @@ ENV_VARS: dict[str, tuple[str, str]] = {
         "",
         "rebalancer: live platform adapters and arm placements (JSON); unset: the sandbox",
     ),
+    "JANGKAU_EVENT_LATENESS_HOURS": (
+        "168",
+        "metrics: conversion events older than this before now are refused as late",
+    ),
+    "JANGKAU_METRICS_STORE": ("duckdb", "metrics: storage backend (the seam for DuckLake)"),
     "JANGKAU_GRACE_SECONDS": ("5", "SIGTERM: seconds to drain in-flight calls before stopping"),
     "JANGKAU_MAX_WORKERS": ("16", "threads serving RPCs per process"),
     "JANGKAU_CALL_TIMEOUT_SECONDS": ("5", "deadline of every outgoing call between services"),

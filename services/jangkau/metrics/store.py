@@ -1,0 +1,811 @@
+"""Where metrics keeps its facts: the `MetricsStore` interface the service uses,
+and its DuckDB implementation (one file, one writer process). SQL lives here and
+nowhere else.
+
+Schema and keys
+    campaigns(tenant, campaign_id)            currency, budget, flight, revision
+    arms(arm_ref)                             the store's integer id of (tenant,
+                                              campaign_id, arm_id), its platform,
+                                              audience and default window
+    attribution_windows(window_ref)           dictionary of window names
+    hourly_reports(report_key)                one row per (tenant, campaign, arm,
+                                              platform, hour, attribution window)
+    conversion_events(tenant, event_id)       deduplicated events
+
+The report key packs (hour, arm, window) into one BIGINT, hour first:
+`hour_number << 40 | arm_ref << 12 | window_ref` (arm_ref < 2^28, window_ref <
+2^12, hour numbers up to the year 2900). The arm determines tenant, campaign
+and platform, so this is the (tenant, campaign, arm, platform, hour, attribution
+window) key. Hour-first order means rows
+arrive in roughly ascending key order, so DuckDB's per-row-group min/max (zone
+maps) on `report_key` and `hour` keep both the restatement lookup and the window
+queries to the row groups of the hours they touch.
+
+Uniqueness of `report_key` is kept by the store, not by a DuckDB PRIMARY KEY:
+each batch is classified against the stored versions of its keys with one
+semi-join inside the single write transaction (writes are serialised), then new
+keys are appended and newer versions update in place. An ART index on the fact
+table would cost more than the rest of the ingest path together (it caps a raw
+Arrow insert near half a million rows a second, see bench/ingest.py), and DuckLake, the planned
+backend for several writers, has no primary keys at all, so the rule has to live
+in set-based SQL either way. Campaigns, arms, windows and events are small and
+keep ordinary PRIMARY KEY constraints.
+
+A report's currency is not stored per row: a row is refused unless it equals
+its campaign's currency, and a campaign's currency never changes.
+
+Batches of one report stream that are already waiting share one transaction
+(a group commit; each is still acknowledged only once that commit is done).
+After each commit the store notes which (arm, UTC day) pairs it wrote in an
+in-memory change log, which tells cached per-day statistics what to recompute.
+
+Durability and checkpoints
+    Every write is one DuckDB transaction, committed (write-ahead log written
+    and synced) before the service acknowledges it; after a crash DuckDB replays
+    the log on open, so an acknowledged batch survives `kill -9` and restart
+    needs no manual step, while a batch that did not commit leaves nothing.
+    DuckDB checkpoints the log into the main file automatically once it exceeds
+    `CHECKPOINT_THRESHOLD`; that is raised from DuckDB's 16 MB default to 256 MB
+    because at ingest rates of a million rows a second the default would
+    checkpoint several times a second, each pausing the writer. The cost is a
+    longer log replay after a crash (a few seconds at most). A clean shutdown
+    runs CHECKPOINT, so a normal restart replays nothing.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections import deque
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Protocol
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from jangkau.metrics import domain
+from jangkau.metrics.domain import (
+    HOUR_US,
+    Arm,
+    BucketSums,
+    Campaign,
+    DeliverySums,
+    HourRows,
+    IngestCounts,
+    Platform,
+    RegisteredCampaign,
+)
+from jangkau.runtime.errors import FailedPrecondition
+from jangkau.runtime.store import Database
+
+CHECKPOINT_THRESHOLD = "256MB"
+# (arm, day) pairs the change log keeps; older changes make caches start afresh.
+CHANGE_LOG_PAIRS = 1_000_000
+# Bit layout of report_key (see the module docstring).
+ARM_SHIFT = 12
+HOUR_SHIFT = 40
+MAX_ARM_REF = (1 << (HOUR_SHIFT - ARM_SHIFT)) - 1
+MAX_WINDOW_REF = (1 << ARM_SHIFT) - 1
+
+MIGRATIONS = [
+    """
+    CREATE TABLE campaigns (
+        tenant VARCHAR NOT NULL,
+        campaign_id VARCHAR NOT NULL,
+        currency VARCHAR NOT NULL,
+        total_budget_micros BIGINT NOT NULL,
+        flight_start TIMESTAMPTZ NOT NULL,
+        flight_end TIMESTAMPTZ NOT NULL,
+        revision BIGINT NOT NULL,
+        PRIMARY KEY (tenant, campaign_id)
+    );
+    CREATE TABLE arms (
+        arm_ref INTEGER PRIMARY KEY,
+        tenant VARCHAR NOT NULL,
+        campaign_id VARCHAR NOT NULL,
+        arm_id VARCHAR NOT NULL,
+        platform TINYINT NOT NULL,
+        audience_id VARCHAR NOT NULL,
+        -- The window queries read by default: that of the arm's first stored report.
+        window_ref SMALLINT,
+        UNIQUE (tenant, campaign_id, arm_id)
+    );
+    CREATE TABLE attribution_windows (
+        window_ref SMALLINT PRIMARY KEY,
+        name VARCHAR NOT NULL UNIQUE
+    );
+    CREATE TABLE hourly_reports (
+        report_key BIGINT NOT NULL,
+        arm_ref INTEGER NOT NULL,
+        window_ref SMALLINT NOT NULL,
+        hour TIMESTAMPTZ NOT NULL,
+        impressions BIGINT NOT NULL,
+        reach BIGINT NOT NULL,
+        clicks BIGINT NOT NULL,
+        conversions DOUBLE NOT NULL,
+        conversion_value_micros BIGINT NOT NULL,
+        spend_micros BIGINT NOT NULL,
+        version TIMESTAMPTZ NOT NULL
+    );
+    CREATE TABLE conversion_events (
+        tenant VARCHAR NOT NULL,
+        event_id VARCHAR NOT NULL,
+        arm_ref INTEGER NOT NULL,
+        time TIMESTAMPTZ NOT NULL,
+        value_micros BIGINT NOT NULL,
+        source VARCHAR NOT NULL,
+        PRIMARY KEY (tenant, event_id)
+    );
+    """,
+]
+
+_REPORT_VALUES = (
+    "impressions",
+    "reach",
+    "clicks",
+    "conversions",
+    "conversion_value_micros",
+    "spend_micros",
+    "version",
+)
+
+
+class MetricsStore(Protocol):
+    """What the metrics service needs from storage. Implementations: DuckDB (one
+    file, one writer); a DuckLake implementation would keep the same contract."""
+
+    def register_campaign(self, tenant: str, campaign: Campaign) -> bool:
+        """Stores the campaign and any new arms; False (nothing changed) when a
+        newer revision is already stored."""
+        ...
+
+    def campaigns(self, tenant: str, campaign_ids: Iterable[str]) -> dict[str, RegisteredCampaign]:
+        """The tenant's registered campaigns among `campaign_ids`."""
+        ...
+
+    def upsert_reports(self, batches: Sequence[pa.Table]) -> list[IngestCounts]:
+        """Applies validated batches (domain.STORED_REPORT_SCHEMA), in order, in
+        one transaction under the restatement rule; returns what each batch did."""
+        ...
+
+    def add_events(self, tenant: str, events: pa.Table) -> tuple[int, int]:
+        """Stores events (domain.STORED_EVENT_SCHEMA) whose id is new for the
+        tenant; returns (inserted, already stored)."""
+        ...
+
+    def arm_hours(
+        self, registered: RegisteredCampaign, spans: Sequence[tuple[int, int]], window: str
+    ) -> HourRows:
+        """One snapshot: the reports of the campaign's arms for the hours of each
+        span [first, stop) (epoch-hour numbers). `window` names the attribution
+        window to read; empty means each arm's default."""
+        ...
+
+    def arm_events(
+        self, registered: RegisteredCampaign, start: datetime, end: datetime
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Per arm, the number and value of conversion events in [start, end)."""
+        ...
+
+    def change_sequence(self) -> int:
+        """A number that grows with every committed report write."""
+        ...
+
+    def changes_since(self, sequence: int) -> np.ndarray | None:
+        """The (arm_ref, epoch day) pairs, packed as arm_ref << 32 | day, of reports
+        written after `sequence`; None when the log no longer reaches back so far."""
+        ...
+
+    def bucket_sums(
+        self,
+        registered: RegisteredCampaign,
+        first_hour: int,
+        stop_hour: int,
+        window: str,
+        daily: bool,
+    ) -> BucketSums:
+        """Delivery sums per (arm, hour or UTC day)."""
+        ...
+
+    def delivery_to(
+        self, registered: RegisteredCampaign, stop_hour: int, window: str, as_of: datetime
+    ) -> tuple[DeliverySums, int]:
+        """One snapshot: delivery sums per arm over hours before `stop_hour`, and
+        the number of the campaign's conversion events before `as_of`."""
+        ...
+
+    def report_rows(self, registered: RegisteredCampaign) -> pa.Table:
+        """Every stored report of the campaign: arm_id, hour, attribution_window,
+        the values and the version, in (arm_id, hour, window) order (audits, tests)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+_NO_KEYS = np.zeros(0, dtype=np.int64)
+
+
+DATABASE_FILE = "metrics.duckdb"
+
+
+def open_store(data_dir: Path, backend: str = "duckdb") -> MetricsStore:
+    """The store `jangkau serve metrics` runs on. Only DuckDB exists today; a
+    DuckLake backend (catalog in PostgreSQL, Parquet files) would be another
+    implementation of MetricsStore chosen here."""
+    if backend == "duckdb":
+        return DuckDBMetricsStore(data_dir / DATABASE_FILE)
+    raise SystemExit(f"metrics store backend {backend!r} is not available; use 'duckdb'")
+
+
+def report_keys(arm_ref: np.ndarray, hour_us: np.ndarray, window_ref: np.ndarray) -> np.ndarray:
+    return ((hour_us // HOUR_US) << HOUR_SHIFT) | (arm_ref << ARM_SHIFT) | window_ref
+
+
+class DuckDBMetricsStore:
+    """MetricsStore on one DuckDB file. This process must be the file's only
+    writer: the campaign cache below is invalidated only by this process's writes."""
+
+    def __init__(self, path: Path) -> None:
+        self._db = Database(path, MIGRATIONS)
+        with self._db.read() as cur:
+            cur.execute(f"SET GLOBAL checkpoint_threshold = '{CHECKPOINT_THRESHOLD}'")
+            cur.execute("SET GLOBAL TimeZone = 'UTC'")
+        self._cache: dict[tuple[str, str], RegisteredCampaign] = {}
+        self._cache_lock = threading.Lock()
+        # The change log: which (arm, day) pairs each report commit wrote, so that
+        # cached per-day statistics know what to recompute.
+        self._sequence = 0
+        self._log: deque[tuple[int, np.ndarray]] = deque()
+        self._log_size = 0
+        self._log_start = 0
+        self._names = itertools.count()
+        with self._db.read() as cur:
+            # Window names and arms still without a default window, kept in
+            # memory so that a batch of known windows and arms runs no SQL for them.
+            self._windows: dict[str, int] = dict(
+                cur.execute("SELECT name, window_ref FROM attribution_windows").fetchall()
+            )
+            self._windowless: set[int] = {
+                int(r[0])
+                for r in cur.execute("SELECT arm_ref FROM arms WHERE window_ref IS NULL").fetchall()
+            }
+            # The largest stored report key: a batch entirely above it is all new.
+            self._max_key: int = int(
+                cur.execute("SELECT coalesce(max(report_key), -1) FROM hourly_reports").fetchall()[
+                    0
+                ][0]
+            )
+
+    # ------------------------------------------------------------ campaigns
+
+    def register_campaign(self, tenant: str, campaign: Campaign) -> bool:
+        with self._db.transaction() as cur:
+            stored = self._load(cur, tenant, [campaign.campaign_id]).get(campaign.campaign_id)
+            if stored is not None and stored.campaign.revision > campaign.revision:
+                return False
+            if stored is not None:
+                problems = domain.arm_changes(stored.campaign, campaign)
+                if problems:
+                    raise FailedPrecondition("; ".join(str(p) for p in problems))
+            known = {a.arm_id for a in stored.arms} if stored else set()
+            new_arms = [a for a in campaign.arms if a.arm_id not in known]
+            new_refs: list[int] = []
+            cur.execute(
+                """
+                INSERT INTO campaigns VALUES (?, ?, ?, ?, ?, ?, ?)
+                ON CONFLICT (tenant, campaign_id) DO UPDATE SET
+                    total_budget_micros = excluded.total_budget_micros,
+                    flight_start = excluded.flight_start,
+                    flight_end = excluded.flight_end,
+                    revision = excluded.revision
+                """,
+                [
+                    tenant,
+                    campaign.campaign_id,
+                    campaign.currency,
+                    campaign.total_budget_micros,
+                    campaign.flight_start,
+                    campaign.flight_end,
+                    campaign.revision,
+                ],
+            )
+            if new_arms:
+                first = cur.execute("SELECT coalesce(max(arm_ref), 0) + 1 FROM arms").fetchall()
+                start = int(first[0][0])
+                if start + len(new_arms) - 1 > MAX_ARM_REF:
+                    raise FailedPrecondition("the metrics store holds its maximum number of arms")
+                new_refs = list(range(start, start + len(new_arms)))
+                arms = pa.table(
+                    {
+                        "arm_ref": pa.array(new_refs, pa.int32()),
+                        "arm_id": [a.arm_id for a in new_arms],
+                        "platform": pa.array([int(a.platform) for a in new_arms], pa.int8()),
+                        "audience_id": [a.audience_id for a in new_arms],
+                    }
+                )
+                with self._registered(cur, arms) as name:
+                    cur.execute(
+                        f"""
+                        INSERT INTO arms
+                        SELECT arm_ref, ?, ?, arm_id, platform, audience_id, NULL FROM {name}
+                        """,
+                        [tenant, campaign.campaign_id],
+                    )
+        with self._cache_lock:
+            self._cache.pop((tenant, campaign.campaign_id), None)
+            self._windowless.update(new_refs)
+        return True
+
+    def campaigns(self, tenant: str, campaign_ids: Iterable[str]) -> dict[str, RegisteredCampaign]:
+        wanted = set(campaign_ids)
+        found: dict[str, RegisteredCampaign] = {}
+        with self._cache_lock:
+            for cid in wanted:
+                hit = self._cache.get((tenant, cid))
+                if hit is not None:
+                    found[cid] = hit
+        missing = wanted - found.keys()
+        if missing:
+            with self._db.read() as cur:
+                loaded = self._load(cur, tenant, sorted(missing))
+            with self._cache_lock:
+                for cid, registered in loaded.items():
+                    self._cache[(tenant, cid)] = registered
+            found.update(loaded)
+        return found
+
+    def _load(
+        self, cur: duckdb.DuckDBPyConnection, tenant: str, campaign_ids: list[str]
+    ) -> dict[str, RegisteredCampaign]:
+        heads = cur.execute(
+            """
+            SELECT campaign_id, currency, total_budget_micros, flight_start, flight_end, revision
+            FROM campaigns WHERE tenant = ? AND list_contains(?, campaign_id)
+            """,
+            [tenant, campaign_ids],
+        ).fetchall()
+        if not heads:
+            return {}
+        arms = cur.execute(
+            """
+            SELECT campaign_id, arm_id, platform, audience_id, arm_ref, coalesce(window_ref, -1)
+            FROM arms WHERE tenant = ? AND list_contains(?, campaign_id)
+            ORDER BY campaign_id, arm_id
+            """,
+            [tenant, campaign_ids],
+        ).fetchall()
+        by_campaign: dict[str, list[tuple]] = {}
+        for row in arms:
+            by_campaign.setdefault(row[0], []).append(row)
+        out: dict[str, RegisteredCampaign] = {}
+        for cid, currency, budget, start, end, revision in heads:
+            rows = by_campaign.get(cid, [])
+            campaign = Campaign(
+                campaign_id=cid,
+                currency=currency,
+                total_budget_micros=budget,
+                flight_start=start,
+                flight_end=end,
+                arms=tuple(Arm(r[1], Platform(r[2]), r[3]) for r in rows),
+                revision=revision,
+            )
+            out[cid] = RegisteredCampaign(
+                campaign,
+                np.array([r[4] for r in rows], dtype=np.int64),
+                np.array([r[5] for r in rows], dtype=np.int64),
+            )
+        return out
+
+    # -------------------------------------------------------------- reports
+
+    def upsert_reports(self, batches: Sequence[pa.Table]) -> list[IngestCounts]:
+        reports = batches[0] if len(batches) == 1 else pa.concat_tables(batches)
+        n = reports.num_rows
+        arm_ref = reports.column("arm_ref").to_numpy()
+        hour_us = reports.column("hour").cast(pa.int64()).to_numpy()
+        versions = reports.column("version").cast(pa.int64()).to_numpy()
+        windows = reports.column("attribution_window").combine_chunks()
+        names = pc.unique(windows).to_pylist()
+        with self._db.transaction() as cur:
+            refs, new_windows = self._window_refs(cur, names)
+            window_ref = np.asarray(refs, dtype=np.int64)[
+                pc.index_in(windows, value_set=pa.array(names, pa.string())).to_numpy()
+            ]
+            keys = report_keys(arm_ref, hour_us, window_ref)
+            rows = pa.table(
+                {
+                    "report_key": keys,
+                    "arm_ref": pa.array(arm_ref, pa.int32()),
+                    "window_ref": pa.array(window_ref, pa.int16()),
+                    "hour": reports.column("hour"),
+                    **{name: reports.column(name) for name in _REPORT_VALUES},
+                }
+            )
+            with self._registered(cur, rows) as batch:
+                if keys.min() > self._max_key:
+                    # Hours after every stored one (the usual case, keys being hour-major):
+                    # nothing of the batch can be stored yet.
+                    stored = {"report_key": _NO_KEYS, "version": _NO_KEYS}
+                else:
+                    # Dynamic min/max and bloom filters from the batch's keys keep this
+                    # scan to the row groups of the batch's hours.
+                    stored = cur.sql(
+                        f"""
+                        SELECT r.report_key, epoch_us(r.version) AS version
+                        FROM hourly_reports r SEMI JOIN {batch} b ON r.report_key = b.report_key
+                        """
+                    ).fetchnumpy()
+                plan = domain.plan_upsert(keys, versions, stored["report_key"], stored["version"])
+                if plan.insert_rows.size == n:
+                    cur.execute(f"INSERT INTO hourly_reports SELECT * FROM {batch}")
+            if 0 < plan.insert_rows.size < n:
+                with self._registered(cur, rows.take(plan.insert_rows)) as fresh:
+                    cur.execute(f"INSERT INTO hourly_reports SELECT * FROM {fresh}")
+            if plan.replace_rows.size:
+                assignments = ", ".join(f"{c} = s.{c}" for c in _REPORT_VALUES)
+                with self._registered(cur, rows.take(plan.replace_rows)) as restated:
+                    cur.execute(
+                        f"""
+                        UPDATE hourly_reports AS r SET {assignments}
+                        FROM {restated} s WHERE r.report_key = s.report_key
+                        """
+                    )
+            defaults = self._set_default_windows(cur, arm_ref, window_ref, plan)
+        # Caches change only once the transaction has committed.
+        written = np.concatenate([plan.insert_rows, plan.replace_rows])
+        with self._cache_lock:
+            self._windows.update(new_windows)
+            self._windowless.difference_update(defaults)
+            self._max_key = max(self._max_key, int(keys.max()))
+            self._log_changes(arm_ref[written], hour_us[written])
+        if defaults:
+            self._forget_arms(defaults)
+        if len(batches) == 1:
+            return [plan.counts]
+        batch = np.repeat(np.arange(len(batches)), [b.num_rows for b in batches])
+        per_batch = np.bincount(batch * 4 + plan.outcome, minlength=4 * len(batches))
+        return [IngestCounts(*row) for row in per_batch.reshape(-1, 4).tolist()]
+
+    def _window_refs(
+        self, cur: duckdb.DuckDBPyConnection, names: list[str]
+    ) -> tuple[list[int], dict[str, int]]:
+        """The id of each window name, and the names this transaction adds."""
+        with self._cache_lock:
+            known = {name: self._windows.get(name) for name in names}
+        new = [name for name, ref in known.items() if ref is None]
+        added: dict[str, int] = {}
+        if new:
+            start = int(
+                cur.execute(
+                    "SELECT coalesce(max(window_ref), 0) + 1 FROM attribution_windows"
+                ).fetchall()[0][0]
+            )
+            if start + len(new) - 1 > MAX_WINDOW_REF:
+                raise FailedPrecondition(
+                    f"attribution_window: the store holds its maximum of {MAX_WINDOW_REF} "
+                    "distinct attribution windows"
+                )
+            added = {name: start + i for i, name in enumerate(new)}
+            cur.executemany(
+                "INSERT INTO attribution_windows (name, window_ref) VALUES (?, ?)",
+                list(added.items()),
+            )
+        return [added[n] if known[n] is None else known[n] for n in names], added  # type: ignore[misc]
+
+    def _set_default_windows(
+        self,
+        cur: duckdb.DuckDBPyConnection,
+        arm_ref: np.ndarray,
+        window_ref: np.ndarray,
+        plan: domain.UpsertPlan,
+    ) -> list[int]:
+        """Gives arms without a default window the window of their first new row."""
+        if not plan.first_new_rows.size:
+            return []
+        first_rows = plan.first_new_rows
+        arms, first = np.unique(arm_ref[first_rows], return_index=True)
+        with self._cache_lock:
+            windowless = np.fromiter(self._windowless, dtype=np.int64, count=len(self._windowless))
+        needed = np.isin(arms, windowless)
+        if not needed.any():
+            return []
+        defaults = pa.table(
+            {
+                "arm_ref": pa.array(arms[needed], pa.int32()),
+                "window_ref": pa.array(window_ref[first_rows][first][needed], pa.int16()),
+            }
+        )
+        with self._registered(cur, defaults) as first_windows:
+            cur.execute(
+                f"""
+                UPDATE arms SET window_ref = f.window_ref FROM {first_windows} f
+                WHERE arms.arm_ref = f.arm_ref AND arms.window_ref IS NULL
+                """
+            )
+        return arms[needed].tolist()
+
+    def _forget_arms(self, arm_refs: list[int]) -> None:
+        wanted = set(arm_refs)
+        with self._cache_lock:
+            stale = [
+                key
+                for key, registered in self._cache.items()
+                if wanted.intersection(registered.arm_refs.tolist())
+            ]
+            for key in stale:
+                del self._cache[key]
+
+    # --------------------------------------------------------------- events
+
+    def add_events(self, tenant: str, events: pa.Table) -> tuple[int, int]:
+        if events.num_rows == 0:
+            return 0, 0
+        with self._db.transaction() as cur:
+            with self._registered(cur, events.select(["event_id"])) as ids:
+                stored = cur.sql(
+                    f"""
+                    SELECT e.event_id FROM conversion_events e
+                    SEMI JOIN {ids} i ON e.event_id = i.event_id
+                    WHERE e.tenant = $tenant
+                    """,
+                    params={"tenant": tenant},
+                ).to_arrow_table()
+            new = events.filter(
+                pc.invert(pc.is_in(events.column("event_id"), value_set=stored.column(0)))
+            )
+            if new.num_rows:
+                with self._registered(cur, new) as name:
+                    cur.execute(
+                        f"""
+                        INSERT INTO conversion_events
+                        SELECT ?, event_id, arm_ref, time, value_micros, source FROM {name}
+                        """,
+                        [tenant],
+                    )
+        return new.num_rows, stored.num_rows
+
+    # -------------------------------------------------------------- queries
+
+    def _selection(
+        self, cur: duckdb.DuckDBPyConnection, registered: RegisteredCampaign, window: str
+    ) -> pa.Table:
+        """(arm_ref, window_ref, arm position) of the arms a query reads."""
+        n = len(registered.arms)
+        if window:
+            row = cur.execute(
+                "SELECT window_ref FROM attribution_windows WHERE name = ?", [window]
+            ).fetchall()
+            windows = np.full(n, row[0][0] if row else -1, dtype=np.int64)
+        else:
+            windows = registered.window_refs
+        return pa.table(
+            {
+                "arm_ref": pa.array(registered.arm_refs, pa.int32()),
+                "window_ref": pa.array(windows, pa.int16()),
+                "arm": pa.array(np.arange(n), pa.int32()),
+            }
+        )
+
+    def arm_hours(
+        self, registered: RegisteredCampaign, spans: Sequence[tuple[int, int]], window: str
+    ) -> HourRows:
+        parts = []
+        with self._reading(registered, window) as (cur, sel):
+            for first, stop in spans:
+                if stop <= first:
+                    continue
+                parts.append(
+                    cur.sql(
+                        f"""
+                        SELECT s.arm, epoch_us(r.hour) AS hour_us, r.spend_micros,
+                               r.impressions, r.clicks, r.conversions
+                        FROM hourly_reports r
+                        JOIN {sel} s ON r.arm_ref = s.arm_ref AND r.window_ref = s.window_ref
+                        WHERE r.hour >= $start AND r.hour < $stop
+                        """,
+                        params={"start": _hour_time(first), "stop": _hour_time(stop)},
+                    ).fetchnumpy()
+                )
+        if not parts:
+            return HourRows.empty()
+
+        def column(name: str) -> np.ndarray:
+            return np.concatenate([p[name] for p in parts]) if len(parts) > 1 else parts[0][name]
+
+        return HourRows(
+            arm=column("arm").astype(np.int64),
+            hour_us=column("hour_us"),
+            spend_micros=column("spend_micros"),
+            impressions=column("impressions"),
+            clicks=column("clicks"),
+            conversions=column("conversions"),
+        )
+
+    def arm_events(
+        self, registered: RegisteredCampaign, start: datetime, end: datetime
+    ) -> tuple[np.ndarray, np.ndarray]:
+        n = len(registered.arms)
+        with self._reading(registered, "") as (cur, sel):
+            events = cur.sql(
+                f"""
+                SELECT s.arm, count(*) AS n, sum(e.value_micros)::BIGINT AS value
+                FROM conversion_events e JOIN {sel} s ON e.arm_ref = s.arm_ref
+                WHERE e.time >= $start AND e.time < $stop
+                GROUP BY s.arm
+                """,
+                params={"start": start, "stop": end},
+            ).fetchnumpy()
+        return _scatter(events["arm"], events["n"], n), _scatter(events["arm"], events["value"], n)
+
+    def change_sequence(self) -> int:
+        with self._cache_lock:
+            return self._sequence
+
+    def changes_since(self, sequence: int) -> np.ndarray | None:
+        with self._cache_lock:
+            if sequence < self._log_start:
+                return None
+            pairs = [p for seq, p in self._log if seq > sequence]
+        return np.concatenate(pairs) if pairs else _NO_KEYS
+
+    def _log_changes(self, arm_ref: np.ndarray, hour_us: np.ndarray) -> None:
+        """Records the (arm, day) pairs a commit wrote (call with the cache lock held)."""
+        self._sequence += 1
+        if not len(arm_ref):
+            return
+        pairs = np.unique((arm_ref << 32) | (hour_us // domain.DAY_US))
+        self._log.append((self._sequence, pairs))
+        self._log_size += len(pairs)
+        while self._log_size > CHANGE_LOG_PAIRS and len(self._log) > 1:
+            dropped_sequence, dropped = self._log.popleft()
+            self._log_size -= len(dropped)
+            self._log_start = dropped_sequence
+
+    def bucket_sums(
+        self,
+        registered: RegisteredCampaign,
+        first_hour: int,
+        stop_hour: int,
+        window: str,
+        daily: bool,
+    ) -> BucketSums:
+        size = domain.DAY_US if daily else HOUR_US
+        with self._reading(registered, window) as (cur, sel):
+            rows = cur.sql(
+                f"""
+                SELECT s.arm,
+                       epoch_us(r.hour) // {size} * {size} AS bucket_us,
+                       sum(r.spend_micros)::BIGINT AS spend_micros,
+                       sum(r.impressions)::BIGINT AS impressions,
+                       sum(r.reach)::BIGINT AS reach,
+                       sum(r.clicks)::BIGINT AS clicks,
+                       sum(r.conversions) AS conversions,
+                       sum(r.conversion_value_micros)::BIGINT AS conversion_value_micros
+                FROM hourly_reports r
+                JOIN {sel} s ON r.arm_ref = s.arm_ref AND r.window_ref = s.window_ref
+                WHERE r.hour >= $start AND r.hour < $stop
+                GROUP BY ALL
+                """,
+                params={"start": _hour_time(first_hour), "stop": _hour_time(stop_hour)},
+            ).fetchnumpy()
+        return BucketSums(
+            arm=rows["arm"].astype(np.int64),
+            bucket_us=rows["bucket_us"],
+            sums=_delivery(rows),
+        )
+
+    def delivery_to(
+        self, registered: RegisteredCampaign, stop_hour: int, window: str, as_of: datetime
+    ) -> tuple[DeliverySums, int]:
+        n = len(registered.arms)
+        stop = _hour_time(stop_hour)
+        with self._reading(registered, window) as (cur, sel):
+            rows = cur.sql(
+                f"""
+                SELECT s.arm,
+                       sum(r.spend_micros)::BIGINT AS spend_micros,
+                       sum(r.impressions)::BIGINT AS impressions,
+                       sum(r.reach)::BIGINT AS reach,
+                       sum(r.clicks)::BIGINT AS clicks,
+                       sum(r.conversions) AS conversions,
+                       sum(r.conversion_value_micros)::BIGINT AS conversion_value_micros
+                FROM hourly_reports r
+                JOIN {sel} s ON r.arm_ref = s.arm_ref AND r.window_ref = s.window_ref
+                WHERE r.hour < $stop
+                GROUP BY s.arm
+                """,
+                params={"stop": stop},
+            ).fetchnumpy()
+            events = cur.sql(
+                f"""
+                SELECT count(*) AS n FROM conversion_events e
+                SEMI JOIN {sel} s ON e.arm_ref = s.arm_ref
+                WHERE e.time < $as_of
+                """,
+                params={"as_of": as_of},
+            ).fetchall()
+        sums = _delivery(rows)
+        per_arm = DeliverySums(*[_scatter(rows["arm"], column, n) for column in sums.columns()])
+        return per_arm, int(events[0][0])
+
+    def report_rows(self, registered: RegisteredCampaign) -> pa.Table:
+        arms = pa.table(
+            {
+                "arm_ref": pa.array(registered.arm_refs, pa.int32()),
+                "arm_id": registered.arm_ids,
+            }
+        )
+        with self._snapshot() as cur, self._registered(cur, arms) as campaign_arms:
+            return cur.sql(
+                f"""
+                SELECT a.arm_id, r.hour, w.name AS attribution_window, r.impressions, r.reach,
+                       r.clicks, r.conversions, r.conversion_value_micros, r.spend_micros,
+                       r.version
+                FROM hourly_reports r
+                JOIN {campaign_arms} a ON r.arm_ref = a.arm_ref
+                JOIN attribution_windows w ON r.window_ref = w.window_ref
+                ORDER BY a.arm_id, r.hour, w.name
+                """
+            ).to_arrow_table()
+
+    # ------------------------------------------------------------ plumbing
+
+    @contextmanager
+    def _registered(self, cur: duckdb.DuckDBPyConnection, table: pa.Table) -> Iterator[str]:
+        """Makes an Arrow table readable by SQL under a fresh name for the block."""
+        name = f"arrow_{next(self._names)}"
+        cur.register(name, table)
+        try:
+            yield name
+        finally:
+            cur.unregister(name)
+
+    @contextmanager
+    def _reading(
+        self, registered: RegisteredCampaign, window: str
+    ) -> Iterator[tuple[duckdb.DuckDBPyConnection, str]]:
+        """A snapshot, and the name of the arms selection a query joins with."""
+        with self._snapshot() as cur:
+            selection = self._selection(cur, registered, window)
+            with self._registered(cur, selection) as name:
+                yield cur, name
+
+    @contextmanager
+    def _snapshot(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A read transaction: the queries of one RPC see one committed state."""
+        with self._db.read() as cur:
+            cur.begin()
+            try:
+                yield cur
+            finally:
+                cur.rollback()
+
+    def close(self) -> None:
+        self._db.checkpoint()
+        self._db.close()
+
+
+def _hour_time(hour_number: int) -> datetime:
+    return domain.from_us(hour_number * HOUR_US)
+
+
+def _delivery(rows: dict[str, np.ndarray]) -> DeliverySums:
+    return DeliverySums(
+        spend_micros=np.asarray(rows["spend_micros"], dtype=np.int64),
+        impressions=np.asarray(rows["impressions"], dtype=np.int64),
+        reach=np.asarray(rows["reach"], dtype=np.int64),
+        clicks=np.asarray(rows["clicks"], dtype=np.int64),
+        conversions=np.asarray(rows["conversions"], dtype=np.float64),
+        conversion_value_micros=np.asarray(rows["conversion_value_micros"], dtype=np.int64),
+    )
+
+
+def _scatter(index: np.ndarray, values: np.ndarray, n: int) -> np.ndarray:
+    out = np.zeros(n, dtype=values.dtype)
+    out[np.asarray(index, dtype=np.int64)] = values
+    return out
