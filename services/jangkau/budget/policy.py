@@ -67,6 +67,7 @@ from pathlib import Path
 from typing import Protocol
 
 import numpy as np
+from opentelemetry import trace
 
 # Saturation scales κ (micros of spend per hour) the posterior mixes over. The
 # metrics service computes the sufficient statistics for exactly these values
@@ -1133,13 +1134,20 @@ def allocate(
         return PolicyResult([], 0)
     table = ArmTable.of(arms)
     limits = compile_limits(table, period_budget_micros, settings, coverage_floors)
-    post = posterior(table, evidence, settings)
-    theta, kappa, s_shaped = post.sample(np.random.default_rng(seed))
+    # Business spans for traces; the API alone, a no-op where tracing is not set up.
+    tracer = trace.get_tracer("jangkau.policy")
+    with tracer.start_as_current_span("posterior", attributes={"jangkau.arms": len(arms)}):
+        post = posterior(table, evidence, settings)
+        theta, kappa, s_shaped = post.sample(np.random.default_rng(seed))
     ratio = np.clip(table.delivery_ratio, 1e-6, 1.0)
     # Budget space: a budget x delivers ratio·x of spend.
     value = np.maximum(table.value_weight, 0.0) * theta
-    curves = ExponentialCurves.sampled(value, kappa / ratio, s_shaped, limits.hi)
-    split = constrained_split(curves, limits)
+    with tracer.start_as_current_span(
+        "solve", attributes={"jangkau.period_budget_micros": period_budget_micros}
+    ) as span:
+        curves = ExponentialCurves.sampled(value, kappa / ratio, s_shaped, limits.hi)
+        split = constrained_split(curves, limits)
+        span.set_attribute("jangkau.allocated_micros", int(split.budgets.sum()))
     broken = violations(table, split.budgets, period_budget_micros, settings, coverage_floors)
     if broken:
         raise RuntimeError(f"the split breaks its own rules: {'; '.join(broken[:5])}")

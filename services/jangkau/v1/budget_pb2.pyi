@@ -339,7 +339,7 @@ class PolicySettings(_message.Message):
     EXPLORATION_FLOOR_FIELD_NUMBER: _builtins.int
     MAX_CHANGE_PERCENT_FIELD_NUMBER: _builtins.int
     prior_strength: _builtins.float
-    """Weight of the cold-start prior in pseudo-hours, > 0."""
+    """Weight of the cold-start prior, in pseudo-observations of the saturation level θ, > 0."""
     discount: _builtins.float
     """Per-hour discount of old evidence, in (0, 1]."""
     exploration_floor: _builtins.float
