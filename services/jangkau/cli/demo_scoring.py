@@ -48,7 +48,10 @@ def score_run(sandbox_addr: str, jk: Jangkau, campaign: budget_pb2.Campaign) -> 
     replica = SandboxCampaign(
         campaign.id,
         campaign.currency,
-        tuple(MarketArm(a.id, a.platform, a.audience_id, 0) for a in campaign.arms),
+        tuple(
+            MarketArm(a.id, a.platform, a.audience_id, int(reach))
+            for a, reach in zip(campaign.arms, evaluation.reachable, strict=True)
+        ),
         evaluation.seed,
         evaluation.scenario,
         from_timestamp(campaign.flight.start),

@@ -14,6 +14,10 @@ from jangkau.market import Market, Scenario
 from jangkau.runtime.times import HOUR, floor_hour
 
 ATTRIBUTION_WINDOW = "sandbox_7d_click"
+# The market's hidden physics of saturation (the policy's benchmarks differ from it):
+# impressions a reachable person absorbs a day, and the cost of 1,000 impressions.
+HIDDEN_IMPRESSIONS_PER_PERSON_PER_DAY = 1.2
+HIDDEN_CPM_MICROS = 2.2e10
 
 
 class SandboxError(Exception):
@@ -116,8 +120,31 @@ class SandboxCampaign:
         hours = int((self.end - self.start) / HOUR) + 1
         scenario = scenario_for(self.scenario_name, len(self.arms), hours, self.total_budget_micros)
         self.market = Market(scenario, _mix(self.seed, self.campaign_id), restatements=True)
+        self._scale_to_reach()
         self._budget_changes = [[] for _ in self.arms]
         self._index = {arm.arm_id: i for i, arm in enumerate(self.arms)}
+
+    def _scale_to_reach(self) -> None:
+        """Ties each arm's saturation to its audience, as on a real platform: an
+        audience absorbs a limited number of impressions an hour, so κ (the spend at
+        which returns flatten) is that capacity at the arm's cost per impression, and θ
+        scales with it at the arm's cost per conversion. The capacity and the cost are
+        hidden and noisy per arm; arms of unknown reach keep the scenario's scale."""
+        reach = np.array([max(a.reachable, 0) for a in self.arms], dtype=float)
+        known = reach > 0
+        if not known.any():
+            return
+        rng = np.random.default_rng(_mix(self.seed, self.campaign_id, "reach"))
+        n = len(self.arms)
+        per_hour = reach * HIDDEN_IMPRESSIONS_PER_PERSON_PER_DAY / 24.0
+        capacity = per_hour * np.exp(rng.normal(0.0, 0.6, n))
+        cpm = HIDDEN_CPM_MICROS * np.exp(rng.normal(0.0, 0.4, n))
+        market = self.market
+        factor = np.where(known, capacity * cpm / 1000.0 / market.kappa[:, 0], 1.0)
+        market.kappa = market.kappa * factor[:, None]
+        market.theta = market.theta * factor[:, None]
+        market.inventory = market.inventory * factor[:, None]
+        market.audience = market.audience * factor
 
     @property
     def hours(self) -> int:

@@ -158,6 +158,7 @@ class SandboxServicer(sandbox_pb2_grpc.SandboxMarketServicer):
             campaign = self._campaign(request.campaign_id)
             return sandbox_pb2.EvaluateResponse(
                 arm_ids=[a.arm_id for a in campaign.arms],
+                reachable=[a.reachable for a in campaign.arms],
                 seed=campaign.seed,
                 scenario=campaign.scenario_name or "pilkada",
                 hours=[

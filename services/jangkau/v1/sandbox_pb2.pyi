@@ -374,6 +374,7 @@ class EvaluateResponse(_message.Message):
     HOURS_FIELD_NUMBER: _builtins.int
     SEED_FIELD_NUMBER: _builtins.int
     SCENARIO_FIELD_NUMBER: _builtins.int
+    REACHABLE_FIELD_NUMBER: _builtins.int
     seed: _builtins.int
     """The seed and scenario the market was opened with."""
     scenario: _builtins.str
@@ -383,6 +384,10 @@ class EvaluateResponse(_message.Message):
     def hours(self) -> _containers.RepeatedCompositeFieldContainer[Global___HourEvaluation]:
         """Delivered hours, in order."""
 
+    @_builtins.property
+    def reachable(self) -> _containers.RepeatedScalarFieldContainer[_builtins.int]:
+        """The reach each arm was opened with, in `arm_ids` order (shapes the hidden curves)."""
+
     def __init__(
         self,
         *,
@@ -390,10 +395,11 @@ class EvaluateResponse(_message.Message):
         hours: _abc.Iterable[Global___HourEvaluation] | None = ...,
         seed: _builtins.int = ...,
         scenario: _builtins.str = ...,
+        reachable: _abc.Iterable[_builtins.int] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["arm_ids", b"arm_ids", "hours", b"hours", "scenario", b"scenario", "seed", b"seed"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["arm_ids", b"arm_ids", "hours", b"hours", "reachable", b"reachable", "scenario", b"scenario", "seed", b"seed"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
