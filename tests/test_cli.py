@@ -267,3 +267,31 @@ def test_a_viewer_cannot_create(cli_cluster):
     )
     assert result.returncode == EXIT_DENIED
     assert "permission_denied" in result.stderr
+
+
+def test_tune_runs_a_resumable_study(tmp_path):
+    import optuna
+
+    storage = tmp_path / "tuning.sqlite3"
+    args = [
+        sys.executable,
+        "-m",
+        "jangkau.cli.main",
+        "tune",
+        "--trials",
+        "1",
+        "--hours",
+        "24",
+        "--scenario",
+        "saturating",
+        "--seeds-per-scenario",
+        "1",
+        "--storage",
+        str(storage),
+    ]
+    for _ in range(2):
+        done = subprocess.run(args, capture_output=True, text=True, timeout=300)
+        assert done.returncode == EXIT_OK, done.stderr
+        assert "best settings" in done.stdout
+    summaries = optuna.get_all_study_summaries(f"sqlite:///{storage}")
+    assert sum(s.n_trials for s in summaries) == 2

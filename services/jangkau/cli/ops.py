@@ -42,6 +42,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     tune.add_argument(
         "--write-defaults", action="store_true", help="make the best settings the defaults"
     )
+    tune.add_argument(
+        "--scenario", action="append", default=None, help="only these scenarios (repeat)"
+    )
+    tune.add_argument("--seeds-per-scenario", type=int, default=2)
+    tune.add_argument("--hours", type=int, default=None, help="shorter simulated campaigns")
     tune.set_defaults(run=_tune)
 
 
@@ -106,7 +111,12 @@ def _tune(args: argparse.Namespace) -> int:
 
     settings = Settings.from_env()
     storage = args.storage or settings.data_dir / "tuning.sqlite3"
-    best = tune(storage, args.trials, args.timeout, show_progress=sys.stderr.isatty())
+    options: dict[str, object] = {"seeds_per_scenario": args.seeds_per_scenario}
+    if args.scenario:
+        options["scenarios"] = tuple(args.scenario)
+    if args.hours:
+        options["hours"] = args.hours
+    best = tune(storage, args.trials, args.timeout, sys.stderr.isatty(), **options)
     print(f"best settings: {best}")
     if args.write_defaults:
         print(f"written to {write_defaults(best)}")
