@@ -4,7 +4,9 @@ Starts audience, metrics and budget as separate processes (the `jangkau up` code
 path) on free loopback ports with a throw-away data folder, creates two campaigns
 (100 and 2,000 arms), streams 72 hours of hourly reports for every arm into
 metrics, then times sequential Allocate calls (fresh metrics read, posterior,
-Thompson sample, constrained split, explanation) for one period. The baseline is
+Thompson sample, constrained split, explanation) for one period. The metrics read
+of an unchanged campaign is a version check (GetArmStats `if_version_not`): the
+breakdown shows the full read and that check. The baseline is
 a plain gRPC server in its own process, no interceptors, answering a small request
 with a canned message of the same size as the 2,000-arm Allocation.
 
@@ -222,8 +224,11 @@ def time_allocate(ch: grpc.Channel, campaign_id: str, calls: int) -> tuple[list[
     return samples, last.SerializeToString()
 
 
-def time_arm_stats(ch: grpc.Channel, campaign: budget_pb2.Campaign, calls: int) -> list[float]:
-    """The metrics read inside each Allocate, alone (answer left undecoded)."""
+def time_arm_stats(
+    ch: grpc.Channel, campaign: budget_pb2.Campaign, calls: int, unchanged: bool = False
+) -> list[float]:
+    """The metrics read inside each Allocate, alone (answer left undecoded): in full,
+    or, with `unchanged`, as Allocate makes it when it holds the current version."""
     call = ch.unary_unary(
         "/jangkau.v1.MetricsService/GetArmStats",
         request_serializer=metrics_pb2.GetArmStatsRequest.SerializeToString,
@@ -241,6 +246,11 @@ def time_arm_stats(ch: grpc.Channel, campaign: budget_pb2.Campaign, calls: int) 
     )
     for _ in range(5):
         call(request, metadata=METADATA, timeout=30)
+    if unchanged:
+        answer = metrics_pb2.GetArmStatsResponse.FromString(
+            call(request, metadata=METADATA, timeout=30)
+        )
+        request.if_version_not = answer.data_version
     samples = []
     for _ in range(calls):
         started = time.perf_counter()
@@ -303,6 +313,10 @@ def main() -> int:
             stats = {
                 n: time_arm_stats(ch["metrics"], campaigns[n], args.calls) for n in (100, 2000)
             }
+            unchanged = {
+                n: time_arm_stats(ch["metrics"], campaigns[n], args.calls, unchanged=True)
+                for n in (100, 2000)
+            }
             alone = {n: time_policy(n, args.calls) for n in (100, 2000)}
             for c in ch.values():
                 c.close()
@@ -312,6 +326,7 @@ def main() -> int:
         rows = (
             (f"Allocate {n} arms", size, results[n]),
             ("  metrics GetArmStats", "-", stats[n]),
+            ("  ... not modified", "-", unchanged[n]),
             ("  policy in-process", "-", alone[n]),
             (f"echo {n}-arm size", size, echo[n]),
         )

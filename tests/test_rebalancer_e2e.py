@@ -117,7 +117,8 @@ def test_a_second_run_in_the_same_hour_applies_nothing(start_cluster):
     with client(cluster) as jk:
         campaign = create_campaign(jk)
         rb = rebalancer(cluster, jk, at)
-        first = run_hours(rb, at, 3)[-1].campaigns[0]
+        # The first hour sets every arm (none was set before).
+        first = run_hours(rb, at, 1)[-1].campaigns[0]
         at[0] = at[0] + timedelta(minutes=20)
         again = rb.run(RebalanceOptions(at=at[0], tenant="alpha"))
         rb.store.close()

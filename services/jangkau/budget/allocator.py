@@ -352,6 +352,11 @@ class MetricsGateway:
 
     def __init__(self, channel: grpc.Channel) -> None:
         self.stub = metrics_pb2_grpc.MetricsServiceStub(channel)
+        # Per request shape, the last snapshot with the metrics data version it was
+        # built from; sent back as `if_version_not`, so an unchanged campaign costs
+        # metrics one version lookup and this side nothing.
+        self._snapshots: OrderedDict[Hashable, tuple[str, MetricsSnapshot]] = OrderedDict()
+        self._snapshots_lock = threading.Lock()
         self._arm_stats = channel.unary_unary(
             "/jangkau.v1.MetricsService/GetArmStats",
             request_serializer=metrics_pb2.GetArmStatsRequest.SerializeToString,
@@ -383,22 +388,44 @@ class MetricsGateway:
         self, c: Campaign, window: tuple[datetime, datetime] | None, discount: float
     ) -> MetricsSnapshot:
         """Spend to date and the discounted curve statistics of every arm over
-        `window`. UNAVAILABLE when metrics cannot answer: never a made-up history."""
+        `window`. UNAVAILABLE when metrics cannot answer: never a made-up history.
+        The snapshot of the same request is reused only when metrics confirms that
+        nothing of the campaign was written since it was read."""
         n, kappas = len(c.arms), KAPPA_GRID_MICROS
         if window is None:
             return MetricsSnapshot(0, 0, Evidence.empty(n, kappas))
+        # Everything the snapshot is a function of, besides the metrics data: the
+        # campaign revision fixes the arms and their order, the rest is the request.
+        key = (c.tenant, c.campaign_id, c.revision, window, discount, c.objective, kappas)
+        with self._snapshots_lock:
+            cached = self._snapshots.get(key)
         request = metrics_pb2.GetArmStatsRequest(
             campaign_id=c.campaign_id,
             window=_range(*window),
             discount=discount,
             kappas_micros=kappas,
             count_metric=COUNT_METRIC[c.objective],
+            if_version_not=cached[0] if cached else "",
         )
         try:
             response = self._arm_stats(request)
         except grpc.RpcError as exc:
             raise _peer_error("metrics", "GetArmStats", exc) from None
-        return _snapshot_from(c, response)
+        if response.not_modified:
+            if cached is None or response.data_version != cached[0]:
+                raise FailedPrecondition("metrics answered not_modified to an unasked version")
+            with self._snapshots_lock:
+                if key in self._snapshots:
+                    self._snapshots.move_to_end(key)
+            return cached[1]
+        snapshot = _snapshot_from(c, response)
+        if response.data_version:
+            with self._snapshots_lock:
+                self._snapshots[key] = (response.data_version, snapshot)
+                self._snapshots.move_to_end(key)
+                while len(self._snapshots) > SNAPSHOT_CACHE_SIZE:
+                    self._snapshots.popitem(last=False)
+        return snapshot
 
 
 def _arm_stats_view() -> type[Message]:
@@ -429,6 +456,8 @@ def _arm_stats_view() -> type[Message]:
         label=f.LABEL_REPEATED,
         type_name=".jangkau.budget.view.ArmStatsView",
     )
+    response.field.add(name="data_version", number=2, type=f.TYPE_STRING, label=f.LABEL_OPTIONAL)
+    response.field.add(name="not_modified", number=3, type=f.TYPE_BOOL, label=f.LABEL_OPTIONAL)
     pool = descriptor_pool.DescriptorPool()
     pool.Add(file)
     return message_factory.GetMessageClass(
@@ -437,6 +466,8 @@ def _arm_stats_view() -> type[Message]:
 
 
 ARM_STATS_VIEW = _arm_stats_view()
+# Request shapes whose latest metrics snapshot is kept (each ~1 MB at 2,000 arms).
+SNAPSHOT_CACHE_SIZE = 64
 # A CurveStats entry on the wire is a run of (tag, double) pairs: its fields 1-3 are
 # doubles (wire type 1, one-byte tags 0x09, 0x11, 0x19), written in field order and
 # left out when zero. κ is never zero, so every entry starts with tag 0x09.
@@ -510,6 +541,10 @@ def _snapshot_from(c: Campaign, response) -> MetricsSnapshot:  # type: ignore[no
         (a.discounted_hours for a in reported), float, len(reported)
     )[ours]
     observed = max((a.hours_observed for a in reported), default=0)
+    # The snapshot may be reused for later calls: nobody may change it in place.
+    e = evidence
+    for array in (e.kappas_micros, e.exposure, e.log_shape, e.count, e.hours):
+        array.flags.writeable = False
     return MetricsSnapshot(int(spend), int(observed), evidence)
 
 
@@ -613,7 +648,8 @@ class Allocator:
 
     Kept in memory, each a pure function of immutable rows: a campaign revision's
     plan, a recorded decision's budgets, and the arms as the policy sees them after
-    that decision. Metrics are read afresh on every call."""
+    that decision. Metrics are asked on every call; an unchanged campaign's answer
+    is a version check that keeps the snapshot read before (see MetricsGateway)."""
 
     def __init__(
         self,

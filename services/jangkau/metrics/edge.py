@@ -50,6 +50,8 @@ READ_AHEAD_BATCHES = 4
 GROUP_ROWS = 50_000
 # Largest saturation scale accepted, micros per hour (beyond it 1 − e^(−x/κ) underflows).
 MAX_KAPPA_MICROS = 1e18
+# Longest GetArmStatsRequest.if_version_not accepted (versions are far shorter).
+MAX_VERSION_CHARS = 64
 
 
 def _tenant() -> str:
@@ -272,9 +274,19 @@ class MetricsServicer(metrics_pb2_grpc.MetricsServiceServicer):
             f"unknown value {metric}",
         )
         _attribution_window(request.attribution_window, problems)
+        problems.check(
+            len(request.if_version_not) <= MAX_VERSION_CHARS,
+            "if_version_not",
+            f"at most {MAX_VERSION_CHARS} characters",
+        )
         problems.raise_if_any()
+        tenant = _tenant()
+        # Taken before the data is read: an answer never carries a newer version.
+        version = self.service.data_version(tenant, request.campaign_id)
+        if request.if_version_not == version:
+            return metrics_pb2.GetArmStatsResponse(data_version=version, not_modified=True)
         result = self.service.arm_stats(
-            _tenant(),
+            tenant,
             request.campaign_id,
             start,
             end,
@@ -296,9 +308,11 @@ class MetricsServicer(metrics_pb2_grpc.MetricsServiceServicer):
                 rows.clicks,
                 rows.conversions,
             )
-        return codec.arm_stats_response(
+        response = codec.arm_stats_response(
             result.registered, result.stats, kappas, result.event_count, result.event_value, series
         )
+        response.data_version = version
+        return response
 
     def GetTimeseries(
         self, request: metrics_pb2.GetTimeseriesRequest, context: grpc.ServicerContext

@@ -4,7 +4,10 @@ benchmarks call them in-process as the baseline of the gRPC path."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import secrets
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -48,6 +51,51 @@ class EventsResult:
     refused: dict[str, int]
 
 
+class DataVersions:
+    """Per (tenant, campaign), a version of everything GetArmStats reads: it moves
+    on every write of the campaign's reports or events and on every registration.
+
+    Versions are `<epoch>-<sequence>`: the sequence is one counter for the whole
+    process (so a campaign's version only ever grows), the epoch is random per
+    process (so a restarted service never hands out a version it gave before, even
+    for a campaign it has not seen written since). Writers bump after they commit
+    and readers take the version before they read, so an answer is never labelled
+    with a version newer than its data."""
+
+    def __init__(self) -> None:
+        self.epoch = secrets.token_hex(8)
+        self._sequence = 0
+        self._changed: dict[tuple[str, str], int] = {}
+        self._lock = threading.Lock()
+
+    def current(self, tenant: str, campaign_id: str) -> str:
+        with self._lock:
+            return f"{self.epoch}-{self._changed.get((tenant, campaign_id), 0)}"
+
+    def bump(self, tenant: str, campaign_ids: Iterable[str]) -> None:
+        with self._lock:
+            self._sequence += 1
+            for cid in campaign_ids:
+                self._changed[(tenant, cid)] = self._sequence
+
+    @contextmanager
+    def writing(self, tenant: str, campaign_ids: Iterable[str]) -> Iterator[Callable[[bool], None]]:
+        """Around a write of the campaigns: the block reports whether it changed
+        anything; a write that raised bumps too (it may have committed part-way)."""
+        changed = [False]
+
+        def report(value: bool) -> None:
+            changed[0] = value
+
+        try:
+            yield report
+        except BaseException:
+            self.bump(tenant, campaign_ids)
+            raise
+        if changed[0]:
+            self.bump(tenant, campaign_ids)
+
+
 class MetricsService:
     def __init__(
         self,
@@ -59,10 +107,20 @@ class MetricsService:
         self.event_lateness = event_lateness
         self.clock = clock
         self.day_stats = DayStatsCache(store)
+        self.versions = DataVersions()
 
     def register(self, tenant: str, campaign: Campaign) -> bool:
         domain.check_campaign(campaign)
-        return self.store.register_campaign(tenant, campaign)
+        with self.versions.writing(tenant, [campaign.campaign_id]) as changed:
+            applied = self.store.register_campaign(tenant, campaign)
+            changed(applied)
+        return applied
+
+    def data_version(self, tenant: str, campaign_id: str) -> str:
+        """The current version of the campaign's data (NOT_FOUND when the tenant has
+        not registered it). Take it before reading the data it labels."""
+        self.campaign(tenant, campaign_id)
+        return self.versions.current(tenant, campaign_id)
 
     def campaign(self, tenant: str, campaign_id: str) -> RegisteredCampaign:
         found = self.store.campaigns(tenant, [campaign_id]).get(campaign_id)
@@ -85,6 +143,7 @@ class MetricsService:
         waiting on a stream share one commit). Returns what each committed batch
         did, and the refusal of the invalid batch, if any."""
         valid: list[pa.Table] = []
+        written: set[str] = set()
         refusal: DomainError | None = None
         now = self.clock()
         for reports in batches:
@@ -92,10 +151,15 @@ class MetricsService:
             campaigns = self.store.campaigns(tenant, [c for c in ids if c])
             try:
                 valid.append(domain.validate_reports(reports, campaigns, now))
+                written.update(campaigns)
             except DomainError as exc:
                 refusal = exc
                 break
-        counts = self.store.upsert_reports(valid) if valid else []
+        if not valid:
+            return [], refusal
+        with self.versions.writing(tenant, written) as changed:
+            counts = self.store.upsert_reports(valid)
+            changed(any(c.inserted or c.replaced for c in counts))
         return counts, refusal
 
     def ingest_events(self, tenant: str, events: pa.Table, as_of: datetime | None) -> EventsResult:
@@ -103,7 +167,9 @@ class MetricsService:
         ids = pc.unique(events.column("campaign_id")).to_pylist()
         campaigns = self.store.campaigns(tenant, [c for c in ids if c])
         intake = domain.validate_events(events, campaigns, as_of or now, now, self.event_lateness)
-        inserted, stored = self.store.add_events(tenant, intake.accepted)
+        with self.versions.writing(tenant, [c for c in ids if c]) as changed:
+            inserted, stored = self.store.add_events(tenant, intake.accepted)
+            changed(inserted > 0)
         return EventsResult(inserted, intake.repeated + stored, intake.refused)
 
     def arm_stats(

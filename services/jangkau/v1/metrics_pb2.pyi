@@ -595,6 +595,7 @@ class GetArmStatsRequest(_message.Message):
     KAPPAS_MICROS_FIELD_NUMBER: _builtins.int
     COUNT_METRIC_FIELD_NUMBER: _builtins.int
     ATTRIBUTION_WINDOW_FIELD_NUMBER: _builtins.int
+    IF_VERSION_NOT_FIELD_NUMBER: _builtins.int
     campaign_id: _builtins.str
     """A campaign of the caller's tenant; required."""
     discount: _builtins.float
@@ -609,6 +610,12 @@ class GetArmStatsRequest(_message.Message):
     """Read only reports under this attribution window, 0..40 characters. Empty:
     each arm's default window, the one its first stored report carried (so that
     spend, which every window repeats, is never counted twice).
+    """
+    if_version_not: _builtins.str
+    """A `data_version` from an earlier answer, 0..64 characters; empty: none. When
+    it is still the campaign's current version (nothing of it was written
+    since), the answer is `not_modified` with no arms, and the earlier answer to
+    the same request still holds exactly.
     """
     @_builtins.property
     def window(self) -> _common_pb2.TimeRange:
@@ -634,10 +641,11 @@ class GetArmStatsRequest(_message.Message):
         kappas_micros: _abc.Iterable[_builtins.float] | None = ...,
         count_metric: Global___CountMetric.ValueType = ...,
         attribution_window: _builtins.str = ...,
+        if_version_not: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["window", b"window"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["attribution_window", b"attribution_window", "campaign_id", b"campaign_id", "count_metric", b"count_metric", "discount", b"discount", "include_series", b"include_series", "kappas_micros", b"kappas_micros", "window", b"window"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["attribution_window", b"attribution_window", "campaign_id", b"campaign_id", "count_metric", b"count_metric", "discount", b"discount", "if_version_not", b"if_version_not", "include_series", b"include_series", "kappas_micros", b"kappas_micros", "window", b"window"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -816,18 +824,34 @@ class GetArmStatsResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     ARMS_FIELD_NUMBER: _builtins.int
+    DATA_VERSION_FIELD_NUMBER: _builtins.int
+    NOT_MODIFIED_FIELD_NUMBER: _builtins.int
+    data_version: _builtins.str
+    """The version of the campaign's data the answer was computed from, 1..64
+    characters, opaque: it changes whenever a report or conversion event of the
+    campaign is written or the campaign is registered again, and a restarted
+    service never gives out a version it gave before.
+    """
+    not_modified: _builtins.bool
+    """True when the request's `if_version_not` is the current version: `arms` is
+    empty and the caller's earlier answer to the same request still holds.
+    """
     @_builtins.property
     def arms(self) -> _containers.RepeatedCompositeFieldContainer[Global___ArmStats]:
-        """Every registered arm of the campaign, in arm id order, observed or not."""
+        """Every registered arm of the campaign, in arm id order, observed or not;
+        empty when `not_modified`.
+        """
 
     def __init__(
         self,
         *,
         arms: _abc.Iterable[Global___ArmStats] | None = ...,
+        data_version: _builtins.str = ...,
+        not_modified: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["arms", b"arms"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["arms", b"arms", "data_version", b"data_version", "not_modified", b"not_modified"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
