@@ -143,13 +143,25 @@ class PolicySettings:
 SETTING_NAMES: tuple[str, ...] = tuple(f.name for f in fields(PolicySettings))
 
 
+_defaults_cache: dict[int, PolicySettings] = {}
+
+
 def default_settings() -> PolicySettings:
-    """The tuned defaults (tuned_defaults.json), or the built-in ones without that file."""
+    """The tuned defaults (tuned_defaults.json), or the built-in ones without that file.
+    Read again only when the file changes (Allocate asks on every call)."""
     try:
-        stored = json.loads(TUNED_DEFAULTS_PATH.read_text())
+        stamp = TUNED_DEFAULTS_PATH.stat().st_mtime_ns
     except FileNotFoundError:
         return PolicySettings()
-    return PolicySettings(**{name: float(stored[name]) for name in SETTING_NAMES if name in stored})
+    cached = _defaults_cache.get(stamp)
+    if cached is None:
+        stored = json.loads(TUNED_DEFAULTS_PATH.read_text())
+        cached = PolicySettings(
+            **{name: float(stored[name]) for name in SETTING_NAMES if name in stored}
+        )
+        _defaults_cache.clear()
+        _defaults_cache[stamp] = cached
+    return cached
 
 
 def settings_with_overrides(

@@ -4,6 +4,7 @@ SIGTERM → NOT_SERVING → drain in-flight calls → stop within the grace peri
 
 from __future__ import annotations
 
+import gc
 import importlib
 import logging
 import signal
@@ -128,6 +129,9 @@ class RunningServer:
         log.info("listening", extra={"fields": {"address": self.settings.listen_addr}})
         self._open = self.definition.open(self.settings)
         self._open.add_servicer(_LateRegistration(self.server))
+        # Objects alive now (modules, the store, caches) live as long as the process:
+        # keep them out of the collector's scans, which otherwise show up as p99 spikes.
+        gc.freeze()
         self._ready.set()
         for name in ("", self.definition.full_name):
             self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
