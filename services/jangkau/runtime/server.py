@@ -129,9 +129,6 @@ class RunningServer:
         log.info("listening", extra={"fields": {"address": self.settings.listen_addr}})
         self._open = self.definition.open(self.settings)
         self._open.add_servicer(_LateRegistration(self.server))
-        # Objects alive now (modules, the store, caches) live as long as the process:
-        # keep them out of the collector's scans, which otherwise show up as p99 spikes.
-        gc.freeze()
         self._ready.set()
         for name in ("", self.definition.full_name):
             self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
@@ -170,6 +167,9 @@ def serve(name: str) -> None:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     running.start()
+    # Objects alive now (modules, the store, caches) live as long as the process: keep
+    # them out of the collector's scans, which otherwise show up as p99 spikes.
+    gc.freeze()
     done.wait()
     running.stop()
     shutdown_telemetry()
