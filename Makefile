@@ -41,7 +41,7 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check services tests bench loadtests
 
 typecheck: $(STAMP)
-	$(BIN)/mypy services/jangkau/runtime services/jangkau/*/domain.py
+	$(BIN)/mypy services/jangkau/runtime services/jangkau/*/domain.py services/jangkau/budget/policy.py services/jangkau/market services/jangkau/platforms
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
