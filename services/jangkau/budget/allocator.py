@@ -50,7 +50,7 @@ from jangkau.runtime.errors import (
     Violations,
 )
 from jangkau.runtime.ids import new_id
-from jangkau.runtime.telemetry import tracer
+from jangkau.runtime.telemetry import instruments, tracer
 from jangkau.runtime.times import floor_hour, from_timestamp, to_timestamp, utcnow
 from jangkau.v1 import (
     audience_pb2,
@@ -736,6 +736,7 @@ class Allocator:
             span.set_attribute("jangkau.period_budget_micros", outcome.period_budget_micros)
             span.set_attribute("jangkau.allocated_micros", outcome.allocated_micros)
             span.set_attribute("jangkau.hours_observed", outcome.hours_observed)
+            instruments().allocations.add(1)
             return outcome
 
     def rebalance(
@@ -755,5 +756,8 @@ class Allocator:
             self._clock(),
             allocation_to_wire(outcome).SerializeToString(),
         )
+        replayed = stored.decision_id != decision_id
+        if not replayed:
+            instruments().spend_allocated.add(outcome.allocated_micros)
         # Another replica may have recorded the period first: its decision stands.
-        return Recorded(stored, replayed=stored.decision_id != decision_id)
+        return Recorded(stored, replayed=replayed)

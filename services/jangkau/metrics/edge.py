@@ -35,6 +35,7 @@ from jangkau.runtime.auth import current_caller
 from jangkau.runtime.config import Settings, env
 from jangkau.runtime.errors import DomainError, InvalidArgument, Violations
 from jangkau.runtime.server import OpenService, ServiceDefinition
+from jangkau.runtime.telemetry import instruments
 from jangkau.runtime.times import from_timestamp
 from jangkau.v1 import common_pb2, metrics_pb2, metrics_pb2_grpc
 
@@ -213,6 +214,15 @@ class MetricsServicer(metrics_pb2_grpc.MetricsServiceServicer):
             while True:
                 group, failure = reader.take(GROUP_ROWS)
                 counts, refusal = self.service.ingest_batches(tenant, [t for _, t in group])
+                meters = instruments()
+                meters.ingest_rows.add(
+                    sum(c.inserted + c.replaced + c.unchanged + c.stale for c in counts),
+                    {"jangkau.kind": "report"},
+                )
+                if refusal is not None and len(counts) < len(group):
+                    meters.ingest_rejects.add(
+                        group[len(counts)][1].num_rows, {"jangkau.kind": "report"}
+                    )
                 for (batch_id, _), done in zip(group, counts, strict=False):
                     yield metrics_pb2.IngestReportsAck(
                         batch_id=batch_id,
@@ -245,6 +255,9 @@ class MetricsServicer(metrics_pb2_grpc.MetricsServiceServicer):
             )
         problems.raise_if_any()
         result = self.service.ingest_events(_tenant(), codec.events_table(request.events), as_of)
+        meters = instruments()
+        meters.ingest_rows.add(result.inserted, {"jangkau.kind": "event"})
+        meters.ingest_rejects.add(sum(result.refused.values()), {"jangkau.kind": "event"})
         return metrics_pb2.IngestEventsResponse(
             inserted=result.inserted, duplicates=result.duplicates, refused=result.refused
         )

@@ -131,16 +131,22 @@ class Instruments:
             "rpc.server.duration", unit="ms", description="Duration of served RPCs"
         )
         self.ingest_rows = meter.create_counter(
-            "jangkau.ingest.rows", unit="{row}", description="Report rows committed"
+            "jangkau.ingest.rows",
+            unit="{row}",
+            description="Report rows and events committed (attribute jangkau.kind)",
         )
         self.ingest_rejects = meter.create_counter(
-            "jangkau.ingest.rejects", unit="{row}", description="Report rows or events refused"
+            "jangkau.ingest.rejects",
+            unit="{row}",
+            description="Report rows and events refused (attribute jangkau.kind)",
         )
         self.allocations = meter.create_counter(
             "jangkau.allocations", unit="{allocation}", description="Allocations computed"
         )
         self.spend_allocated = meter.create_counter(
-            "jangkau.spend.allocated", unit="micros", description="Budget allocated to arms"
+            "jangkau.spend.allocated",
+            unit="micros",
+            description="Budget allocated to arms by recorded decisions",
         )
 
 
