@@ -34,23 +34,22 @@ def dev_metadata() -> tuple[tuple[str, str]]:
     return bearer(DEV_TOKEN)
 
 
+def write_tokens(path: Path) -> Path:
+    """A tokens file with the test tokens (two tenants, each role) and the development token."""
+    entries = [
+        {"token": TOKENS["alpha"], "tenant": "alpha", "role": "buyer"},
+        {"token": TOKENS["alpha_viewer"], "tenant": "alpha", "role": "viewer"},
+        {"token": TOKENS["alpha_service"], "tenant": "alpha", "role": "service"},
+        {"token": TOKENS["beta"], "tenant": "beta", "role": "buyer"},
+        {"token": DEV_TOKEN, "tenant": "dev", "role": "buyer"},
+    ]
+    path.write_text(json.dumps({"tokens": entries}))
+    return path
+
+
 @pytest.fixture
 def tokens_file(tmp_path: Path) -> Path:
-    path = tmp_path / "tokens.json"
-    path.write_text(
-        json.dumps(
-            {
-                "tokens": [
-                    {"token": TOKENS["alpha"], "tenant": "alpha", "role": "buyer"},
-                    {"token": TOKENS["alpha_viewer"], "tenant": "alpha", "role": "viewer"},
-                    {"token": TOKENS["alpha_service"], "tenant": "alpha", "role": "service"},
-                    {"token": TOKENS["beta"], "tenant": "beta", "role": "buyer"},
-                    {"token": DEV_TOKEN, "tenant": "dev", "role": "buyer"},
-                ]
-            }
-        )
-    )
-    return path
+    return write_tokens(tmp_path / "tokens.json")
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ hashed contact lists."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -19,10 +18,9 @@ from jangkau.audience import population
 from jangkau.audience.domain import ConsentBasis, ContactList, IdentifierKind
 from jangkau.audience.normalise import HASH_SCHEMA
 from jangkau.audience.service import AudienceService
-from jangkau.runtime.auth import DEV_TOKEN
 from jangkau.runtime.server import RunningServer, load_definition
 from jangkau.v1 import audience_pb2, audience_pb2_grpc
-from tests.conftest import TOKENS, bearer, settings_for
+from tests.conftest import TOKENS, bearer, settings_for, write_tokens
 
 # Districts of the small test population (the real one has 7,277).
 SMALL_DISTRICTS = 120
@@ -33,23 +31,6 @@ pb = audience_pb2
 def seeded(data_dir: Path, districts: int = SMALL_DISTRICTS) -> Path:
     population.seed(data_dir, districts=districts)
     return data_dir
-
-
-def write_tokens(path: Path) -> Path:
-    path.write_text(
-        json.dumps(
-            {
-                "tokens": [
-                    {"token": TOKENS["alpha"], "tenant": "alpha", "role": "buyer"},
-                    {"token": TOKENS["alpha_viewer"], "tenant": "alpha", "role": "viewer"},
-                    {"token": TOKENS["alpha_service"], "tenant": "alpha", "role": "service"},
-                    {"token": TOKENS["beta"], "tenant": "beta", "role": "buyer"},
-                    {"token": DEV_TOKEN, "tenant": "dev", "role": "buyer"},
-                ]
-            }
-        )
-    )
-    return path
 
 
 @dataclass

@@ -3,7 +3,6 @@ form, and a small stand-in policy with the real policy's contract."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -33,7 +32,7 @@ from jangkau.v1 import (
     metrics_pb2,
     metrics_pb2_grpc,
 )
-from tests.conftest import TOKENS, bearer, settings_for
+from tests.conftest import TOKENS, bearer, settings_for, write_tokens
 
 FLIGHT_START = datetime(2024, 10, 1, tzinfo=UTC)
 FLIGHT_END = datetime(2024, 10, 31, tzinfo=UTC)
@@ -157,18 +156,6 @@ class Stack:
 
     def metrics_stub(self) -> metrics_pb2_grpc.MetricsServiceStub:
         return metrics_pb2_grpc.MetricsServiceStub(self._channel(self.metrics))
-
-
-def write_tokens(path: Path) -> Path:
-    """The test tokens of conftest (two tenants, each role), for module-scoped servers."""
-    entries = [
-        {"token": TOKENS["alpha"], "tenant": "alpha", "role": "buyer"},
-        {"token": TOKENS["alpha_viewer"], "tenant": "alpha", "role": "viewer"},
-        {"token": TOKENS["alpha_service"], "tenant": "alpha", "role": "service"},
-        {"token": TOKENS["beta"], "tenant": "beta", "role": "buyer"},
-    ]
-    path.write_text(json.dumps({"tokens": entries}))
-    return path
 
 
 def start_stack(base: Path, tokens_file: Path) -> Stack:

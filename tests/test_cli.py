@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from jangkau.cli.output import EXIT_DENIED, EXIT_NOT_FOUND, EXIT_OK, EXIT_USAGE
-from tests.conftest import TOKENS
+from tests.conftest import TOKENS, write_tokens
 from tests.rebalancer_support import FLIGHT_START
 
 SERVICES = ("audience", "metrics", "budget", "sandbox")
@@ -20,17 +20,7 @@ def cli_cluster(tmp_path_factory):
     from jangkau.runtime.launcher import Cluster
 
     root = tmp_path_factory.mktemp("cli")
-    tokens = root / "tokens.json"
-    tokens.write_text(
-        json.dumps(
-            {
-                "tokens": [
-                    {"token": TOKENS["alpha"], "tenant": "alpha", "role": "buyer"},
-                    {"token": TOKENS["alpha_viewer"], "tenant": "alpha", "role": "viewer"},
-                ]
-            }
-        )
-    )
+    tokens = write_tokens(root / "tokens.json")
     cluster = Cluster(
         root / "data",
         SERVICES,

@@ -4,7 +4,6 @@ module, or one per test), and builders of reports, batches and events."""
 from __future__ import annotations
 
 import itertools
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
@@ -15,29 +14,16 @@ import pytest
 
 from jangkau.metrics import codec, synthetic
 from jangkau.metrics.domain import Campaign
-from jangkau.runtime.auth import DEV_TOKEN
 from jangkau.runtime.server import RunningServer, load_definition
 from jangkau.runtime.times import to_timestamp
 from jangkau.v1 import common_pb2, metrics_pb2, metrics_pb2_grpc
-from tests.conftest import TOKENS, bearer, settings_for
+from tests.conftest import TOKENS, bearer, settings_for, write_tokens
 
 ALPHA = bearer(TOKENS["alpha"])
 ALPHA_VIEWER = bearer(TOKENS["alpha_viewer"])
 BETA = bearer(TOKENS["beta"])
 H0 = datetime(2024, 10, 1, 8, tzinfo=UTC)
 _ids = itertools.count()
-
-
-def write_tokens(path: Path) -> Path:
-    entries = [
-        {"token": TOKENS["alpha"], "tenant": "alpha", "role": "buyer"},
-        {"token": TOKENS["alpha_viewer"], "tenant": "alpha", "role": "viewer"},
-        {"token": TOKENS["alpha_service"], "tenant": "alpha", "role": "service"},
-        {"token": TOKENS["beta"], "tenant": "beta", "role": "buyer"},
-        {"token": DEV_TOKEN, "tenant": "dev", "role": "buyer"},
-    ]
-    path.write_text(json.dumps({"tokens": entries}))
-    return path
 
 
 @dataclass
