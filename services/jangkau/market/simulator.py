@@ -385,6 +385,16 @@ class Market:
             s.change_limit_percent,
         )
 
+    def scale_saturation(self, factor: np.ndarray) -> None:
+        """Moves each arm's saturation point by `factor` (per arm, > 0), keeping its
+        cost per conversion at small spend: κ, θ, the inventory an hour can absorb and
+        the audience behind the reach counts all scale together."""
+        factor = np.asarray(factor, dtype=float)
+        self.kappa = self.kappa * factor[:, None]
+        self.theta = self.theta * factor[:, None]
+        self.inventory = self.inventory * factor[:, None]
+        self.audience = self.audience * factor
+
     @property
     def n_arms(self) -> int:
         return self.scenario.n_arms

@@ -5,12 +5,12 @@ now and then refused, pulls now and then failing. Pure: no gRPC."""
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from dataclasses import dataclass, field, replace
+from datetime import datetime
 
 import numpy as np
 
-from jangkau.market import Market, Scenario
+from jangkau.market import SCENARIOS, Market, Scenario
 from jangkau.runtime.times import HOUR, floor_hour
 
 ATTRIBUTION_WINDOW = "sandbox_7d_click"
@@ -77,15 +77,11 @@ def pilkada_scenario(n_arms: int, hours: int, total_budget_micros: int) -> Scena
 
 
 def scenario_for(name: str, n_arms: int, hours: int, total_budget_micros: int) -> Scenario:
-    from jangkau.market import SCENARIOS
-
     if name in ("", "pilkada"):
         return pilkada_scenario(n_arms, hours, total_budget_micros)
     if name not in SCENARIOS:
         raise SandboxError("scenario", f"one of pilkada, {', '.join(SCENARIOS)}")
     base = SCENARIOS[name]()
-    from dataclasses import replace
-
     return replace(
         base,
         n_arms=n_arms,
@@ -139,12 +135,8 @@ class SandboxCampaign:
         per_hour = reach * HIDDEN_IMPRESSIONS_PER_PERSON_PER_DAY / 24.0
         capacity = per_hour * np.exp(rng.normal(0.0, 0.6, n))
         cpm = HIDDEN_CPM_MICROS * np.exp(rng.normal(0.0, 0.4, n))
-        market = self.market
-        factor = np.where(known, capacity * cpm / 1000.0 / market.kappa[:, 0], 1.0)
-        market.kappa = market.kappa * factor[:, None]
-        market.theta = market.theta * factor[:, None]
-        market.inventory = market.inventory * factor[:, None]
-        market.audience = market.audience * factor
+        kappa_now = self.market.kappa[:, 0]
+        self.market.scale_saturation(np.where(known, capacity * cpm / 1000.0 / kappa_now, 1.0))
 
     @property
     def hours(self) -> int:
@@ -235,7 +227,3 @@ class SandboxCampaign:
             (self.start + h * HOUR, self._in_force[h], self._expected[h])
             for h in range(self._delivered_hours)
         ]
-
-
-def flight_hours(start: datetime, end: datetime) -> int:
-    return int((floor_hour(end) - floor_hour(start)) / timedelta(hours=1))

@@ -12,6 +12,7 @@ from jangkau.runtime.errors import InvalidArgument, NotFound, Unavailable, Viola
 from jangkau.runtime.server import OpenService, ServiceDefinition
 from jangkau.runtime.times import from_timestamp, to_timestamp
 from jangkau.sandbox.domain import (
+    ATTRIBUTION_WINDOW,
     MarketArm,
     MarketHiccup,
     ReportedRow,
@@ -27,7 +28,7 @@ def _row(campaign: SandboxCampaign, row: ReportedRow) -> metrics_pb2.HourlyRepor
         arm_id=row.arm_id,
         platform=row.platform,
         hour=to_timestamp(row.hour),
-        attribution_window="sandbox_7d_click",
+        attribution_window=ATTRIBUTION_WINDOW,
         impressions=row.impressions,
         reach=row.reach,
         clicks=row.clicks,
