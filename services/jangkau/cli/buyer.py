@@ -28,8 +28,12 @@ from jangkau.runtime.times import from_timestamp, to_timestamp, utcnow
 from jangkau.v1 import audience_pb2, budget_pb2, common_pb2, metrics_pb2
 
 WIB = ZoneInfo("Asia/Jakarta")
-PLATFORMS = {"meta": common_pb2.META, "google": common_pb2.GOOGLE, "x": common_pb2.X}
-PLATFORMS["tiktok"] = common_pb2.TIKTOK
+PLATFORMS = {
+    "meta": common_pb2.META,
+    "google": common_pb2.GOOGLE,
+    "x": common_pb2.X,
+    "tiktok": common_pb2.TIKTOK,
+}
 KINDS = {
     "political": common_pb2.POLITICAL,
     "civic": common_pb2.CIVIC,

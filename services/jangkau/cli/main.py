@@ -7,14 +7,11 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from jangkau.cli import ops
+from jangkau.cli import buyer, demo, ops, rebalance
+from jangkau.cli.output import EXIT_OK
 
 # Modules that add subcommands: each has `register(subparsers)`.
-_COMMAND_MODULES = [ops]
-
-EXIT_OK = 0
-EXIT_FAILURE = 1
-EXIT_USAGE = 2
+_COMMAND_MODULES = [ops, buyer, rebalance, demo]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -24,14 +21,6 @@ def build_parser() -> argparse.ArgumentParser:
     )
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module in _COMMAND_MODULES:
-        module.register(subparsers)
-    for optional in ("jangkau.cli.buyer", "jangkau.cli.rebalance", "jangkau.cli.demo"):
-        try:
-            module = __import__(optional, fromlist=["register"])
-        except ModuleNotFoundError as exc:
-            if exc.name != optional:
-                raise
-            continue
         module.register(subparsers)
     return parser
 

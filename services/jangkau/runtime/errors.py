@@ -73,10 +73,6 @@ class Unavailable(DomainError):
     code = grpc.StatusCode.UNAVAILABLE
 
 
-class Unimplemented(DomainError):
-    code = grpc.StatusCode.UNIMPLEMENTED
-
-
 class Violations:
     """Collects field violations, then raises them together."""
 

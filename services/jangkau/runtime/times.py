@@ -25,16 +25,5 @@ def from_timestamp(ts: Timestamp) -> datetime:
     return ts.ToDatetime(tzinfo=UTC)
 
 
-def optional_time(ts: Timestamp, present: bool) -> datetime | None:
-    """A Timestamp field's value, or None when the field was not set."""
-    return from_timestamp(ts) if present else None
-
-
 def floor_hour(moment: datetime) -> datetime:
     return moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
-
-
-def parse_time(text: str) -> datetime:
-    """ISO 8601 from the CLI; a time without a zone is taken as UTC."""
-    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
