@@ -3,7 +3,6 @@ period on the real services and the sandbox market."""
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 from jangkau.client import Jangkau
@@ -24,25 +23,11 @@ BUDGET_MICROS = 120_000_000 * 1_000_000  # Rp 120 million over five days
 
 
 def client(cluster: Cluster, token: str = TOKENS["alpha"]) -> Jangkau:
-    return Jangkau(
-        audience_addr=cluster.addresses["audience"],
-        budget_addr=cluster.addresses["budget"],
-        metrics_addr=cluster.addresses["metrics"],
-        token=token,
-        timeout=30,
-    )
+    return Jangkau.from_settings(cluster.settings(), token=token, timeout=30)
 
 
 def settings_for(cluster: Cluster) -> Settings:
-    return replace(
-        Settings.from_env(),
-        audience_addr=cluster.addresses["audience"],
-        budget_addr=cluster.addresses["budget"],
-        metrics_addr=cluster.addresses["metrics"],
-        sandbox_addr=cluster.addresses["sandbox"],
-        data_dir=cluster.data_dir,
-        call_timeout_seconds=10.0,
-    )
+    return cluster.settings(call_timeout_seconds=10.0)
 
 
 def create_campaign(jk: Jangkau, name: str = "Pilbup", **overrides) -> budget_pb2.Campaign:

@@ -194,32 +194,14 @@ def run(args: argparse.Namespace) -> int:
     try:
         for name in cluster.services:
             print(f"  {name:<9} {cluster.addresses[name]}  SERVING")
-        return _simulate(args, cluster, settings, started)
+        return _simulate(args, cluster, started)
     finally:
         cluster.stop()
 
 
-def _simulate(
-    args: argparse.Namespace, cluster: Cluster, settings: Settings, started: float
-) -> int:
-    from dataclasses import replace
-
-    local = replace(
-        settings,
-        audience_addr=cluster.addresses["audience"],
-        budget_addr=cluster.addresses["budget"],
-        metrics_addr=cluster.addresses["metrics"],
-        sandbox_addr=cluster.addresses["sandbox"],
-        data_dir=cluster.data_dir,
-        call_timeout_seconds=30.0,
-    )
-    jk = Jangkau(
-        audience_addr=local.audience_addr,
-        budget_addr=local.budget_addr,
-        metrics_addr=local.metrics_addr,
-        token=DEV_TOKEN,
-        timeout=60.0,
-    )
+def _simulate(args: argparse.Namespace, cluster: Cluster, started: float) -> int:
+    local = cluster.settings(call_timeout_seconds=30.0)
+    jk = Jangkau.from_settings(local, token=DEV_TOKEN, timeout=60.0)
     setup = create_campaign(jk, args.seed)
     campaign = setup.campaign
     print(f"campaign {campaign.id}: {campaign.name}, {len(campaign.arms)} arms, Rp 5 billion")

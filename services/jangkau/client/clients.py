@@ -279,7 +279,13 @@ class Jangkau:
 
     @classmethod
     def from_env(cls, token: str | None = None, timeout: float = 10.0) -> Jangkau:
-        settings = Settings.from_env()
+        return cls.from_settings(Settings.from_env(), token, timeout)
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, token: str | None = None, timeout: float = 10.0
+    ) -> Jangkau:
+        """Clients of the services `settings` names, with `token` or the settings' own."""
         return cls(
             audience_addr=settings.audience_addr,
             budget_addr=settings.budget_addr,

@@ -12,12 +12,13 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from pathlib import Path
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from jangkau.runtime.config import SERVICE_ADDR_VARS, env
+from jangkau.runtime.config import SERVICE_ADDR_VARS, Settings, env
 
 DEFAULT_SERVICES = ("audience", "metrics", "budget")
 _PR_SET_PDEATHSIG = 1
@@ -87,6 +88,12 @@ class Cluster:
         self.extra_env = dict(extra_env or {})
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self.log_dir = self.data_dir / "logs"
+
+    def settings(self, **overrides: object) -> Settings:
+        """Settings of a process that works with this cluster (a rebalancer, a client):
+        the environment's, pointed at these services and this data folder."""
+        addresses = {f"{name}_addr": self.addresses[name] for name in SERVICE_ADDR_VARS}
+        return replace(Settings.from_env(), data_dir=self.data_dir, **addresses, **overrides)
 
     def environment(self) -> dict[str, str]:
         """The variables every child (and any client of this cluster) should see."""
