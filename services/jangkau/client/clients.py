@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
+from typing import Any
 
 import grpc
 from google.protobuf.field_mask_pb2 import FieldMask
@@ -27,6 +28,19 @@ def _page(size: int = 0, token: str = "") -> common_pb2.PageRequest:
     return common_pb2.PageRequest(page_size=size, page_token=token)
 
 
+def _paged(
+    fetch: Callable[[common_pb2.PageRequest], Any], items: str, page_size: int
+) -> Iterator[Any]:
+    """Every item of a List RPC, fetching page after page."""
+    token = ""
+    while True:
+        reply = fetch(_page(page_size, token))
+        yield from getattr(reply, items)
+        token = reply.next_page_token
+        if not token:
+            return
+
+
 def _range(start: datetime, end: datetime) -> common_pb2.TimeRange:
     return common_pb2.TimeRange(start=to_timestamp(start), end=to_timestamp(end))
 
@@ -42,15 +56,11 @@ class AudienceClient:
         return self.stub.GetAudience(audience_pb2.GetAudienceRequest(audience_id=audience_id))
 
     def list_audiences(self, page_size: int = 0) -> Iterator[audience_pb2.Audience]:
-        token = ""
-        while True:
-            reply = self.stub.ListAudiences(
-                audience_pb2.ListAudiencesRequest(page=_page(page_size, token))
-            )
-            yield from reply.audiences
-            token = reply.next_page_token
-            if not token:
-                return
+        return _paged(
+            lambda page: self.stub.ListAudiences(audience_pb2.ListAudiencesRequest(page=page)),
+            "audiences",
+            page_size,
+        )
 
     def update_audience(
         self, audience_id: str, name: str, rule: audience_pb2.Rule
@@ -72,15 +82,13 @@ class AudienceClient:
         return self.stub.GetContactList(audience_pb2.GetContactListRequest(list_id=list_id))
 
     def list_contact_lists(self, page_size: int = 0) -> Iterator[audience_pb2.ContactList]:
-        token = ""
-        while True:
-            reply = self.stub.ListContactLists(
-                audience_pb2.ListContactListsRequest(page=_page(page_size, token))
-            )
-            yield from reply.lists
-            token = reply.next_page_token
-            if not token:
-                return
+        return _paged(
+            lambda page: self.stub.ListContactLists(
+                audience_pb2.ListContactListsRequest(page=page)
+            ),
+            "lists",
+            page_size,
+        )
 
     def estimate_size(
         self,
@@ -142,15 +150,13 @@ class BudgetClient:
     def list_campaigns(
         self, state: int = budget_pb2.CAMPAIGN_STATE_UNSPECIFIED, page_size: int = 0
     ) -> Iterator[budget_pb2.Campaign]:
-        token = ""
-        while True:
-            reply = self.stub.ListCampaigns(
-                budget_pb2.ListCampaignsRequest(page=_page(page_size, token), state=state)
-            )
-            yield from reply.campaigns
-            token = reply.next_page_token
-            if not token:
-                return
+        return _paged(
+            lambda page: self.stub.ListCampaigns(
+                budget_pb2.ListCampaignsRequest(page=page, state=state)
+            ),
+            "campaigns",
+            page_size,
+        )
 
     def update_campaign(
         self, campaign: budget_pb2.Campaign, paths: Iterable[str]
@@ -176,17 +182,13 @@ class BudgetClient:
         return self.stub.Rebalance(request)
 
     def list_decisions(self, campaign_id: str, page_size: int = 0) -> Iterator[budget_pb2.Decision]:
-        token = ""
-        while True:
-            reply = self.stub.ListDecisions(
-                budget_pb2.ListDecisionsRequest(
-                    campaign_id=campaign_id, page=_page(page_size, token)
-                )
-            )
-            yield from reply.decisions
-            token = reply.next_page_token
-            if not token:
-                return
+        return _paged(
+            lambda page: self.stub.ListDecisions(
+                budget_pb2.ListDecisionsRequest(campaign_id=campaign_id, page=page)
+            ),
+            "decisions",
+            page_size,
+        )
 
 
 class MetricsClient:
