@@ -47,6 +47,16 @@ _UTC_US = pa.timestamp("us", tz="UTC")
 
 # Columns of a report batch, as the wire's Arrow IPC stream and the `rows` path
 # both arrive after decoding.
+# What an hour delivered, as every report carries it.
+_DELIVERY = [
+    ("impressions", pa.int64()),
+    ("reach", pa.int64()),
+    ("clicks", pa.int64()),
+    ("conversions", pa.float64()),
+    ("conversion_value_micros", pa.int64()),
+    ("spend_micros", pa.int64()),
+]
+
 REPORT_SCHEMA = pa.schema(
     [
         ("campaign_id", pa.string()),
@@ -54,12 +64,7 @@ REPORT_SCHEMA = pa.schema(
         ("platform", pa.int32()),
         ("hour", _UTC_US),
         ("attribution_window", pa.string()),
-        ("impressions", pa.int64()),
-        ("reach", pa.int64()),
-        ("clicks", pa.int64()),
-        ("conversions", pa.float64()),
-        ("conversion_value_micros", pa.int64()),
-        ("spend_micros", pa.int64()),
+        *_DELIVERY,
         ("currency", pa.string()),
         ("version", _UTC_US),
     ]
@@ -71,12 +76,7 @@ STORED_REPORT_SCHEMA = pa.schema(
         ("arm_ref", pa.int64()),
         ("hour", _UTC_US),
         ("attribution_window", pa.string()),
-        ("impressions", pa.int64()),
-        ("reach", pa.int64()),
-        ("clicks", pa.int64()),
-        ("conversions", pa.float64()),
-        ("conversion_value_micros", pa.int64()),
-        ("spend_micros", pa.int64()),
+        *_DELIVERY,
         ("version", _UTC_US),
     ]
 )
