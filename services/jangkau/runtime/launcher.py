@@ -14,6 +14,7 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -89,10 +90,12 @@ class Cluster:
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         self.log_dir = self.data_dir / "logs"
 
-    def settings(self, **overrides: object) -> Settings:
+    def settings(self, **overrides: Any) -> Settings:
         """Settings of a process that works with this cluster (a rebalancer, a client):
         the environment's, pointed at these services and this data folder."""
-        addresses = {f"{name}_addr": self.addresses[name] for name in SERVICE_ADDR_VARS}
+        addresses: dict[str, Any] = {
+            f"{name}_addr": self.addresses[name] for name in SERVICE_ADDR_VARS
+        }
         return replace(Settings.from_env(), data_dir=self.data_dir, **addresses, **overrides)
 
     def environment(self) -> dict[str, str]:
