@@ -51,10 +51,12 @@ class ScriptedMetrics:
     def __init__(self, snapshot: MetricsSnapshot) -> None:
         self.scripted = snapshot
 
-    def snapshot(self, campaign, window, discount) -> MetricsSnapshot:
+    def snapshot(self, campaign, window, discount) -> tuple[str, MetricsSnapshot]:
+        """Without a version, as a gateway that cannot vouch for what it read: the
+        allocator decides afresh on every call."""
         if window is None:
-            return MetricsSnapshot(0, 0, Evidence.empty(len(campaign.arms)))
-        return self.scripted
+            return "", MetricsSnapshot(0, 0, Evidence.empty(len(campaign.arms)))
+        return "", self.scripted
 
 
 @st.composite

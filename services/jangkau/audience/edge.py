@@ -4,9 +4,11 @@ jangkau.runtime.errors; the server interceptor maps them to status codes."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import TypeVar
 
 import grpc
+from google.protobuf.message import Message
 
 from jangkau.audience import rules
 from jangkau.audience.domain import Audience, ContactList, SizeEstimate
@@ -18,6 +20,7 @@ from jangkau.audience.service import (
     ExportPart,
 )
 from jangkau.runtime.auth import current_caller
+from jangkau.runtime.cache import MIB, ReadCache
 from jangkau.runtime.config import Settings
 from jangkau.runtime.errors import InvalidArgument
 from jangkau.runtime.paging import next_token, page_bounds
@@ -25,6 +28,8 @@ from jangkau.runtime.server import OpenService, ServiceDefinition
 from jangkau.runtime.telemetry import tracer
 from jangkau.runtime.times import to_timestamp
 from jangkau.v1 import audience_pb2, audience_pb2_grpc, common_pb2
+
+M = TypeVar("M", bound=Message)
 
 # Viewers may call these. ExportAudience is not one: hashed identifiers are
 # still personal data (UU PDP), so only buyers and services export.
@@ -46,8 +51,14 @@ _NODE_FIELDS = (
 
 
 class AudienceServicer(audience_pb2_grpc.AudienceServiceServicer):
-    def __init__(self, service: AudienceService) -> None:
+    def __init__(self, service: AudienceService, answers: ReadCache | None = None) -> None:
         self.service = service
+        # Audience reads and sizes, under the write generation of the store (the
+        # population cells only change by a write too).
+        self.answers = answers if answers is not None else ReadCache("audience", 0)
+
+    def _answer(self, method: str, request: Message, compute: Callable[[], M]) -> M:
+        return self.answers.answer(method, request, self.service.store.generation, compute)
 
     def CreateAudience(self, request, context):  # type: ignore[no-untyped-def]
         rule = _rule_field(request, "rule")
@@ -55,8 +66,12 @@ class AudienceServicer(audience_pb2_grpc.AudienceServiceServicer):
         return audience_to_proto(audience)
 
     def GetAudience(self, request, context):  # type: ignore[no-untyped-def]
-        audience = self.service.get_audience(current_caller().tenant, request.audience_id)
-        return audience_to_proto(audience)
+        def compute() -> audience_pb2.Audience:
+            return audience_to_proto(
+                self.service.get_audience(current_caller().tenant, request.audience_id)
+            )
+
+        return self._answer("GetAudience", request, compute)
 
     def UpdateAudience(self, request, context):  # type: ignore[no-untyped-def]
         rule = _rule_field(request, "rule")
@@ -67,11 +82,15 @@ class AudienceServicer(audience_pb2_grpc.AudienceServiceServicer):
 
     def ListAudiences(self, request, context):  # type: ignore[no-untyped-def]
         offset, size = page_bounds(request.page.page_size, request.page.page_token)
-        found = self.service.list_audiences(current_caller().tenant, offset, size)
-        return audience_pb2.ListAudiencesResponse(
-            audiences=[audience_to_proto(a) for a in found],
-            next_page_token=next_token(offset, size, len(found)),
-        )
+
+        def compute() -> audience_pb2.ListAudiencesResponse:
+            found = self.service.list_audiences(current_caller().tenant, offset, size)
+            return audience_pb2.ListAudiencesResponse(
+                audiences=[audience_to_proto(a) for a in found],
+                next_page_token=next_token(offset, size, len(found)),
+            )
+
+        return self._answer("ListAudiences", request, compute)
 
     def DeleteAudience(self, request, context):  # type: ignore[no-untyped-def]
         deleted, removed = self.service.delete_audience(
@@ -84,25 +103,35 @@ class AudienceServicer(audience_pb2_grpc.AudienceServiceServicer):
         rule = rule_from_proto(request.rule, "rule") if target == "rule" else None
         with tracer().start_as_current_span("estimate_size") as span:
             span.set_attribute("jangkau.audience_id", request.audience_id)
-            estimate = self.service.estimate_size(
-                current_caller().tenant,
-                request.audience_id if target == "audience_id" else None,
-                rule,
-                request.campaign_kind,
-                list(request.platforms),
-            )
+
+            def compute() -> audience_pb2.EstimateSizeResponse:
+                return estimate_to_proto(
+                    self.service.estimate_size(
+                        current_caller().tenant,
+                        request.audience_id if target == "audience_id" else None,
+                        rule,
+                        request.campaign_kind,
+                        list(request.platforms),
+                    )
+                )
+
+            estimate = self._answer("EstimateSize", request, compute)
             span.set_attribute("jangkau.voters", estimate.voters)
-        return estimate_to_proto(estimate)
+        return estimate
 
     def Overlap(self, request, context):  # type: ignore[no-untyped-def]
         with tracer().start_as_current_span("overlap") as span:
             span.set_attribute("jangkau.audiences", len(request.audience_ids))
-            matrix = self.service.overlap(current_caller().tenant, list(request.audience_ids))
-        return audience_pb2.OverlapResponse(
-            audience_ids=matrix.audience_ids,
-            voters=matrix.voters,
-            shared_voters=matrix.shared_voters,
-        )
+
+            def compute() -> audience_pb2.OverlapResponse:
+                matrix = self.service.overlap(current_caller().tenant, list(request.audience_ids))
+                return audience_pb2.OverlapResponse(
+                    audience_ids=matrix.audience_ids,
+                    voters=matrix.voters,
+                    shared_voters=matrix.shared_voters,
+                )
+
+            return self._answer("Overlap", request, compute)
 
     def UploadContactList(self, request_iterator, context):  # type: ignore[no-untyped-def]
         messages = iter(request_iterator)
@@ -300,7 +329,7 @@ def export_chunk_to_proto(part: ExportPart) -> audience_pb2.ExportChunk:
 def open_service(settings: Settings) -> OpenService:
     """Opens the store (building the population cells on first start)."""
     service = AudienceService.open(settings.data_dir)
-    servicer = AudienceServicer(service)
+    servicer = AudienceServicer(service, ReadCache("audience", settings.read_cache_mb * MIB))
 
     def add(server: grpc.Server) -> None:
         audience_pb2_grpc.add_AudienceServiceServicer_to_server(servicer, server)

@@ -136,6 +136,11 @@ class AudienceStore:
     def close(self) -> None:
         self.db.close()
 
+    @property
+    def generation(self) -> int:
+        """Moves on with every write: the version of every read below."""
+        return self.db.generation
+
     # ------------------------------------------------------------ population
 
     def population_is_empty(self) -> bool:

@@ -43,6 +43,7 @@ from jangkau.budget.domain import (
 )
 from jangkau.budget.policy import KAPPA_GRID_MICROS, Evidence, Infeasible, PolicySettings
 from jangkau.budget.store import BudgetStore, StoredDecision
+from jangkau.runtime.cache import Memo
 from jangkau.runtime.errors import (
     FailedPrecondition,
     NotFound,
@@ -386,14 +387,15 @@ class MetricsGateway:
 
     def snapshot(
         self, c: Campaign, window: tuple[datetime, datetime] | None, discount: float
-    ) -> MetricsSnapshot:
+    ) -> tuple[str, MetricsSnapshot]:
         """Spend to date and the discounted curve statistics of every arm over
-        `window`. UNAVAILABLE when metrics cannot answer: never a made-up history.
-        The snapshot of the same request is reused only when metrics confirms that
-        nothing of the campaign was written since it was read."""
+        `window`, with the metrics data version they were read at ("" when there
+        was nothing to read). UNAVAILABLE when metrics cannot answer: never a
+        made-up history. The snapshot of the same request is reused only when
+        metrics confirms that nothing of the campaign was written since it was read."""
         n, kappas = len(c.arms), KAPPA_GRID_MICROS
         if window is None:
-            return MetricsSnapshot(0, 0, Evidence.empty(n, kappas))
+            return "", MetricsSnapshot(0, 0, Evidence.empty(n, kappas))
         # Everything the snapshot is a function of, besides the metrics data: the
         # campaign revision fixes the arms and their order, the rest is the request.
         key = (c.tenant, c.campaign_id, c.revision, window, discount, c.objective, kappas)
@@ -417,7 +419,7 @@ class MetricsGateway:
             with self._snapshots_lock:
                 if key in self._snapshots:
                     self._snapshots.move_to_end(key)
-            return cached[1]
+            return cached
         snapshot = _snapshot_from(c, response)
         if response.data_version:
             with self._snapshots_lock:
@@ -425,7 +427,7 @@ class MetricsGateway:
                 self._snapshots.move_to_end(key)
                 while len(self._snapshots) > SNAPSHOT_CACHE_SIZE:
                     self._snapshots.popitem(last=False)
-        return snapshot
+        return response.data_version, snapshot
 
 
 def _arm_stats_view() -> type[Message]:
@@ -621,27 +623,6 @@ class Recorded:
     replayed: bool
 
 
-class _Lru:
-    """A small thread-safe LRU map for values that are pure functions of their key."""
-
-    def __init__(self, size: int) -> None:
-        self._size = size
-        self._items: OrderedDict[Hashable, Any] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, key: Hashable, make: Callable[[], Any]) -> Any:
-        with self._lock:
-            if key in self._items:
-                self._items.move_to_end(key)
-                return self._items[key]
-        value = make()
-        with self._lock:
-            self._items[key] = value
-            while len(self._items) > self._size:
-                self._items.popitem(last=False)
-        return value
-
-
 class Allocator:
     """Allocate (no side effects) and Rebalance (Allocate + record, idempotent per
     campaign and period) for the caller's tenant.
@@ -664,9 +645,12 @@ class Allocator:
         self._policy = policy
         self._settings = settings
         self._clock = clock
-        self._plans = _Lru(64)
-        self._previous = _Lru(256)
-        self._specs = _Lru(64)
+        self._plans: Memo[CampaignPlan] = Memo(64)
+        self._previous: Memo[PreviousDecision] = Memo(256)
+        self._specs: Memo[Any] = Memo(64)
+        # Outcomes are deterministic (the seed is the request's or derived from the
+        # campaign and period): an Allocate of unchanged inputs is answered again.
+        self._outcomes: Memo[AllocationOutcome] = Memo(256)
 
     def policy(self) -> domain.PolicyFunction:
         return self._policy or policy_module.allocate
@@ -680,8 +664,7 @@ class Allocator:
             facts = self.store.audience_facts(tenant, campaign_id)
             return domain.plan_campaign(campaign, facts)
 
-        plan: CampaignPlan = self._plans.get((tenant, campaign_id, revision), build)
-        return plan
+        return self._plans.get((tenant, campaign_id, revision), build)[0]
 
     def _previous_decision(
         self, tenant: str, campaign_id: str, decision_id: str
@@ -692,8 +675,7 @@ class Allocator:
                 raise NotFound(f"decision {decision_id} not found")
             return previous_from_wire(budget_pb2.Allocation.FromString(stored.body))
 
-        previous: PreviousDecision = self._previous.get((tenant, decision_id), load)
-        return previous
+        return self._previous.get((tenant, decision_id), load)[0]
 
     def period_of(self, as_of: datetime | None) -> datetime:
         return floor_hour(as_of or self._clock())
@@ -718,21 +700,33 @@ class Allocator:
         specs = self._specs.get(
             (tenant, campaign_id, c.revision, previous_id),
             lambda: domain.arm_specs(plan, previous),
-        )
+        )[0]
         settings = domain.effective_settings(self._settings(), c.policy)
         seed = seed or domain.derive_seed(c.campaign_id, period_start)
         with tracer().start_as_current_span("allocate") as span:
             span.set_attribute("jangkau.campaign_id", c.campaign_id)
             span.set_attribute("jangkau.arms", len(c.arms))
-            snapshot = self.metrics.snapshot(
+            version, snapshot = self.metrics.snapshot(
                 c, domain.evidence_window(c, period_start), settings.discount
             )
-            try:
-                outcome = domain.decide(
-                    plan, snapshot, previous, period_start, seed, settings, self.policy(), specs
-                )
-            except Infeasible as exc:
-                raise FailedPrecondition(f"constraints cannot all hold: {exc}") from None
+
+            def decide() -> AllocationOutcome:
+                try:
+                    return domain.decide(
+                        plan, snapshot, previous, period_start, seed, settings, self.policy(), specs
+                    )
+                except Infeasible as exc:
+                    raise FailedPrecondition(f"constraints cannot all hold: {exc}") from None
+
+            # Everything the outcome is a function of (the revision fixes the plan,
+            # previous_id the previous decision, version the snapshot); a snapshot
+            # without a version is never reused.
+            key = (tenant, campaign_id, revision, previous_id, period_start, seed, settings)
+            if version:
+                outcome, how = self._outcomes.get((*key, version), decide)
+            else:
+                outcome, how = decide(), "miss"
+            span.set_attribute("jangkau.reused", how != "miss")
             span.set_attribute("jangkau.period_budget_micros", outcome.period_budget_micros)
             span.set_attribute("jangkau.allocated_micros", outcome.allocated_micros)
             span.set_attribute("jangkau.hours_observed", outcome.hours_observed)

@@ -25,6 +25,7 @@ from jangkau.budget.allocator import (
 from jangkau.budget.domain import AudienceFacts, Campaign, CampaignState
 from jangkau.budget.store import BudgetStore
 from jangkau.runtime.auth import current_caller
+from jangkau.runtime.cache import MIB, ReadCache
 from jangkau.runtime.channels import channel
 from jangkau.runtime.config import Settings
 from jangkau.runtime.errors import FailedPrecondition, InvalidArgument, NotFound, Violations
@@ -81,11 +82,14 @@ class BudgetServicer(budget_pb2_grpc.BudgetServiceServicer):
         allocator: Allocator,
         metrics: MetricsGateway,
         audiences: AudienceGateway,
+        answers: ReadCache | None = None,
     ) -> None:
         self.store = store
         self.allocator = allocator
         self.metrics = metrics
         self.audiences = audiences
+        # Campaign and decision reads, under the write generation of the store.
+        self.answers = answers if answers is not None else ReadCache("budget", 0)
 
     # ------------------------------------------------------------------ campaigns
 
@@ -134,10 +138,14 @@ class BudgetServicer(budget_pb2_grpc.BudgetServiceServicer):
 
     def GetCampaign(self, request, context):  # type: ignore[no-untyped-def]
         campaign_id = _required_id(request.campaign_id, "campaign_id")
-        stored = self.store.get_campaign(current_caller().tenant, campaign_id)
-        if stored is None:
-            raise NotFound(f"campaign {campaign_id} not found")
-        return budget_pb2.Campaign.FromString(stored.body)
+
+        def compute() -> budget_pb2.Campaign:
+            stored = self.store.get_campaign(current_caller().tenant, campaign_id)
+            if stored is None:
+                raise NotFound(f"campaign {campaign_id} not found")
+            return budget_pb2.Campaign.FromString(stored.body)
+
+        return self.answers.answer("GetCampaign", request, self.store.generation, compute)
 
     def ListCampaigns(self, request, context):  # type: ignore[no-untyped-def]
         offset, size = page_bounds(request.page.page_size, request.page.page_token, "page")
@@ -147,11 +155,15 @@ class BudgetServicer(budget_pb2_grpc.BudgetServiceServicer):
             if known is None:
                 raise InvalidArgument("state", "unknown state")
             state = known.value
-        rows = self.store.list_campaigns(current_caller().tenant, state, offset, size)
-        return budget_pb2.ListCampaignsResponse(
-            campaigns=[budget_pb2.Campaign.FromString(r.body) for r in rows],
-            next_page_token=next_token(offset, size, len(rows)),
-        )
+
+        def compute() -> budget_pb2.ListCampaignsResponse:
+            rows = self.store.list_campaigns(current_caller().tenant, state, offset, size)
+            return budget_pb2.ListCampaignsResponse(
+                campaigns=[budget_pb2.Campaign.FromString(r.body) for r in rows],
+                next_page_token=next_token(offset, size, len(rows)),
+            )
+
+        return self.answers.answer("ListCampaigns", request, self.store.generation, compute)
 
     def UpdateCampaign(self, request, context):  # type: ignore[no-untyped-def]
         tenant = current_caller().tenant
@@ -221,11 +233,15 @@ class BudgetServicer(budget_pb2_grpc.BudgetServiceServicer):
         offset, size = page_bounds(request.page.page_size, request.page.page_token, "page")
         if self.store.campaign_revision(tenant, campaign_id) is None:
             raise NotFound(f"campaign {campaign_id} not found")
-        rows = self.store.list_decisions(tenant, campaign_id, offset, size)
-        return budget_pb2.ListDecisionsResponse(
-            decisions=[decision_to_wire(r, replayed=False) for r in rows],
-            next_page_token=next_token(offset, size, len(rows)),
-        )
+
+        def compute() -> budget_pb2.ListDecisionsResponse:
+            rows = self.store.list_decisions(tenant, campaign_id, offset, size)
+            return budget_pb2.ListDecisionsResponse(
+                decisions=[decision_to_wire(r, replayed=False) for r in rows],
+                next_page_token=next_token(offset, size, len(rows)),
+            )
+
+        return self.answers.answer("ListDecisions", request, self.store.generation, compute)
 
 
 def open_service(settings: Settings) -> OpenService:
@@ -236,7 +252,11 @@ def open_service(settings: Settings) -> OpenService:
     audience_channel = channel(settings.audience_addr, timeout=timeout, token=token)
     metrics = MetricsGateway(metrics_channel)
     servicer = BudgetServicer(
-        store, Allocator(store, metrics), metrics, AudienceGateway(audience_channel)
+        store,
+        Allocator(store, metrics),
+        metrics,
+        AudienceGateway(audience_channel),
+        ReadCache("budget", settings.read_cache_mb * MIB),
     )
 
     def add(server: grpc.Server) -> None:

@@ -98,6 +98,11 @@ class BudgetStore:
     def close(self) -> None:
         self.db.close()
 
+    @property
+    def generation(self) -> int:
+        """Moves on with every write: the version of every read below."""
+        return self.db.generation
+
     # ---------------------------------------------------------------- campaigns
 
     def insert_campaign(

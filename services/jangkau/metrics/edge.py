@@ -32,6 +32,7 @@ from jangkau.metrics.domain import (
 from jangkau.metrics.service import MetricsService
 from jangkau.metrics.store import open_store
 from jangkau.runtime.auth import current_caller
+from jangkau.runtime.cache import MIB, ReadCache
 from jangkau.runtime.config import Settings, env
 from jangkau.runtime.errors import DomainError, InvalidArgument, Violations
 from jangkau.runtime.server import OpenService, ServiceDefinition
@@ -185,8 +186,11 @@ class ReadAhead:
 
 
 class MetricsServicer(metrics_pb2_grpc.MetricsServiceServicer):
-    def __init__(self, service: MetricsService) -> None:
+    def __init__(self, service: MetricsService, answers: ReadCache | None = None) -> None:
         self.service = service
+        # Arm statistics, timeseries and summaries, under the version of their
+        # campaign's data.
+        self.answers = answers if answers is not None else ReadCache("metrics", 0)
 
     def RegisterCampaign(
         self, request: metrics_pb2.RegisterCampaignRequest, context: grpc.ServicerContext
@@ -298,34 +302,47 @@ class MetricsServicer(metrics_pb2_grpc.MetricsServiceServicer):
         version = self.service.data_version(tenant, request.campaign_id)
         if request.if_version_not == version:
             return metrics_pb2.GetArmStatsResponse(data_version=version, not_modified=True)
-        result = self.service.arm_stats(
-            tenant,
-            request.campaign_id,
-            start,
-            end,
-            discount=discount or 1.0,
-            kappas_micros=kappas,
-            metric=CountMetric(metric),
-            attribution_window=request.attribution_window,
-            include_series=request.include_series,
-        )
-        series = None
-        if result.rows is not None:
-            rows = result.rows
-            series = codec.hour_series(
-                len(result.registered.arms),
-                rows.arm,
-                rows.hour_us,
-                rows.spend_micros,
-                rows.impressions,
-                rows.clicks,
-                rows.conversions,
+
+        def compute() -> metrics_pb2.GetArmStatsResponse:
+            result = self.service.arm_stats(
+                tenant,
+                request.campaign_id,
+                start,
+                end,
+                discount=discount or 1.0,
+                kappas_micros=kappas,
+                metric=CountMetric(metric),
+                attribution_window=request.attribution_window,
+                include_series=request.include_series,
             )
-        response = codec.arm_stats_response(
-            result.registered, result.stats, kappas, result.event_count, result.event_value, series
-        )
-        response.data_version = version
-        return response
+            series = None
+            if result.rows is not None:
+                rows = result.rows
+                series = codec.hour_series(
+                    len(result.registered.arms),
+                    rows.arm,
+                    rows.hour_us,
+                    rows.spend_micros,
+                    rows.impressions,
+                    rows.clicks,
+                    rows.conversions,
+                )
+            response = codec.arm_stats_response(
+                result.registered,
+                result.stats,
+                kappas,
+                result.event_count,
+                result.event_value,
+                series,
+            )
+            response.data_version = version
+            return response
+
+        # Whatever version the caller holds, the answer at this version is the same.
+        asked = metrics_pb2.GetArmStatsRequest()
+        asked.CopyFrom(request)
+        asked.ClearField("if_version_not")
+        return self.answers.answer("GetArmStats", asked, version, compute)
 
     def GetTimeseries(
         self, request: metrics_pb2.GetTimeseriesRequest, context: grpc.ServicerContext
@@ -349,17 +366,23 @@ class MetricsServicer(metrics_pb2_grpc.MetricsServiceServicer):
             problems.check(m in Metric.__members__.values(), f"metrics[{i}]", f"unknown metric {m}")
         _attribution_window(request.attribution_window, problems)
         problems.raise_if_any()
-        table = self.service.timeseries(
-            _tenant(),
-            request.campaign_id,
-            start,
-            end,
-            [Metric(m) for m in metrics],
-            group_by=GroupBy(group_by),
-            daily=granularity == metrics_pb2.DAILY,
-            attribution_window=request.attribution_window,
-        )
-        return codec.timeseries_response(table, metrics)
+        tenant = _tenant()
+
+        def compute() -> metrics_pb2.GetTimeseriesResponse:
+            table = self.service.timeseries(
+                tenant,
+                request.campaign_id,
+                start,
+                end,
+                [Metric(m) for m in metrics],
+                group_by=GroupBy(group_by),
+                daily=granularity == metrics_pb2.DAILY,
+                attribution_window=request.attribution_window,
+            )
+            return codec.timeseries_response(table, metrics)
+
+        version = self.service.data_version(tenant, request.campaign_id)
+        return self.answers.answer("GetTimeseries", request, version, compute)
 
     def GetCampaignSummary(
         self, request: metrics_pb2.GetCampaignSummaryRequest, context: grpc.ServicerContext
@@ -369,10 +392,18 @@ class MetricsServicer(metrics_pb2_grpc.MetricsServiceServicer):
         _attribution_window(request.attribution_window, problems)
         as_of = _time(request.as_of, "as_of", problems) if request.HasField("as_of") else None
         problems.raise_if_any()
-        summary = self.service.summary(
-            _tenant(), request.campaign_id, as_of, request.attribution_window
-        )
-        return codec.summary_response(summary)
+        tenant = _tenant()
+
+        def compute() -> metrics_pb2.CampaignSummary:
+            summary = self.service.summary(
+                tenant, request.campaign_id, as_of, request.attribution_window
+            )
+            return codec.summary_response(summary)
+
+        if as_of is None:
+            return compute()  # "now" differs at every call: nothing to reuse
+        version = self.service.data_version(tenant, request.campaign_id)
+        return self.answers.answer("GetCampaignSummary", request, version, compute)
 
 
 def event_lateness() -> timedelta:
@@ -390,7 +421,10 @@ def event_lateness() -> timedelta:
 
 def open_service(settings: Settings) -> OpenService:
     store = open_store(settings.data_dir, env(BACKEND_VAR).strip() or "duckdb")
-    servicer = MetricsServicer(MetricsService(store, event_lateness()))
+    servicer = MetricsServicer(
+        MetricsService(store, event_lateness()),
+        ReadCache("metrics", settings.read_cache_mb * MIB),
+    )
 
     def add(server: grpc.Server) -> None:
         metrics_pb2_grpc.add_MetricsServiceServicer_to_server(servicer, server)

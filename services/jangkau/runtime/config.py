@@ -34,6 +34,10 @@ ENV_VARS: dict[str, tuple[str, str]] = {
     "JANGKAU_METRICS_STORE": ("duckdb", "metrics: storage backend (the seam for DuckLake)"),
     "JANGKAU_GRACE_SECONDS": ("5", "SIGTERM: seconds to drain in-flight calls before stopping"),
     "JANGKAU_MAX_WORKERS": ("16", "threads serving RPCs per process"),
+    "JANGKAU_READ_CACHE_MB": (
+        "64",
+        "memory per service for answers of read RPCs kept until their data changes; 0: off",
+    ),
     "JANGKAU_CALL_TIMEOUT_SECONDS": ("5", "deadline of every outgoing call between services"),
     "JANGKAU_LOG_LEVEL": ("INFO", "DEBUG, INFO, WARNING or ERROR"),
     "JANGKAU_TRACE_FILE": (
@@ -81,6 +85,7 @@ class Settings:
     log_level: str
     trace_file: Path | None
     platforms_file: Path | None = None
+    read_cache_mb: int = int(ENV_VARS["JANGKAU_READ_CACHE_MB"][0])
 
     @classmethod
     def from_env(cls, service: str | None = None) -> Settings:
@@ -94,6 +99,9 @@ class Settings:
                 raise SystemExit(f"{name}={raw!r} must be > 0")
             return value
 
+        cache_mb = env("JANGKAU_READ_CACHE_MB")
+        if not cache_mb.isdigit():
+            raise SystemExit(f"JANGKAU_READ_CACHE_MB={cache_mb!r} is not a whole number >= 0")
         listen = env("JANGKAU_LISTEN_ADDR")
         if not listen and service is not None:
             listen = env(SERVICE_ADDR_VARS[service])
@@ -115,4 +123,5 @@ class Settings:
             log_level=env("JANGKAU_LOG_LEVEL").upper(),
             trace_file=Path(trace) if trace else None,
             platforms_file=Path(platforms) if platforms else None,
+            read_cache_mb=int(cache_mb),
         )

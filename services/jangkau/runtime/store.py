@@ -17,6 +17,10 @@ class Database:
     Writes are serialised by a lock and committed before the caller returns, so
     an acknowledged write is in the write-ahead log. Each thread reads through a
     cursor of its own (a DuckDB connection object is not shared across threads).
+
+    `generation` moves on after every write transaction (committed or not): as
+    this process is the file's only writer, it versions everything read from the
+    file, for answers cached by `jangkau.runtime.cache`.
     """
 
     def __init__(self, path: Path, migrations: Sequence[str], *, read_only: bool = False) -> None:
@@ -29,6 +33,7 @@ class Database:
         self._local = threading.local()
         self._cursors: list[duckdb.DuckDBPyConnection] = []
         self._cursors_lock = threading.Lock()
+        self._generation = 0
         if not read_only:
             self._migrate(migrations)
 
@@ -63,6 +68,11 @@ class Database:
     def read(self) -> Iterator[duckdb.DuckDBPyConnection]:
         yield self.cursor()
 
+    @property
+    def generation(self) -> int:
+        """The number of write transactions so far; read it before the data it versions."""
+        return self._generation
+
     @contextmanager
     def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """One write transaction; committed when the block ends, rolled back on error."""
@@ -74,7 +84,12 @@ class Database:
             except BaseException:
                 cur.rollback()
                 raise
-            cur.commit()
+            else:
+                cur.commit()
+            finally:
+                # After the commit, before the writer returns: a read that starts once
+                # the write is acknowledged sees the new generation.
+                self._generation += 1
 
     def checkpoint(self) -> None:
         with self._write_lock:

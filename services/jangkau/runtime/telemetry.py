@@ -141,12 +141,17 @@ class Instruments:
             description="Report rows and events refused (attribute jangkau.kind)",
         )
         self.allocations = meter.create_counter(
-            "jangkau.allocations", unit="{allocation}", description="Allocations computed"
+            "jangkau.allocations", unit="{allocation}", description="Allocations answered"
         )
         self.spend_allocated = meter.create_counter(
             "jangkau.spend.allocated",
             unit="micros",
             description="Budget allocated to arms by recorded decisions",
+        )
+        self.read_cache = meter.create_counter(
+            "jangkau.read_cache.lookups",
+            unit="{lookup}",
+            description="Read answers served from memory or computed (attribute jangkau.result)",
         )
 
 
