@@ -228,6 +228,12 @@ class MetricsStore(Protocol):
 
 
 _NO_KEYS = np.zeros(0, dtype=np.int64)
+# The arms a query reads, as a relation of three list parameters (see _selection):
+# cheaper than registering an Arrow table for every query.
+SELECTION = (
+    "(SELECT unnest($sel_arm_ref) AS arm_ref, unnest($sel_window_ref) AS window_ref,"
+    " unnest($sel_arm) AS arm)"
+)
 
 
 DATABASE_FILE = "metrics.duckdb"
@@ -571,44 +577,40 @@ class DuckDBMetricsStore:
 
     # -------------------------------------------------------------- queries
 
-    def _selection(
-        self, cur: duckdb.DuckDBPyConnection, registered: RegisteredCampaign, window: str
-    ) -> pa.Table:
-        """(arm_ref, window_ref, arm position) of the arms a query reads."""
+    def _selection(self, registered: RegisteredCampaign, window: str) -> dict[str, list[int]]:
+        """The parameters of SELECTION: (arm_ref, window_ref, arm position) of the
+        arms a query reads."""
         n = len(registered.arms)
         if window:
-            row = cur.execute(
-                "SELECT window_ref FROM attribution_windows WHERE name = ?", [window]
-            ).fetchall()
-            windows = np.full(n, row[0][0] if row else -1, dtype=np.int64)
+            with self._cache_lock:
+                windows = np.full(n, self._windows.get(window, -1), dtype=np.int64)
         else:
             windows = registered.window_refs
-        return pa.table(
-            {
-                "arm_ref": pa.array(registered.arm_refs, pa.int32()),
-                "window_ref": pa.array(windows, pa.int16()),
-                "arm": pa.array(np.arange(n), pa.int32()),
-            }
-        )
+        return {
+            "sel_arm_ref": registered.arm_refs.tolist(),
+            "sel_window_ref": windows.tolist(),
+            "sel_arm": list(range(n)),
+        }
 
     def arm_hours(
         self, registered: RegisteredCampaign, spans: Sequence[tuple[int, int]], window: str
     ) -> HourRows:
         parts = []
-        with self._reading(registered, window) as (cur, sel):
+        with self._reading(registered, window) as (cur, selected):
             for first, stop in spans:
                 if stop <= first:
                     continue
                 parts.append(
-                    cur.sql(
+                    cur.execute(
                         f"""
                         SELECT s.arm, epoch_us(r.hour) AS hour_us, r.spend_micros,
                                r.impressions, r.clicks, r.conversions
                         FROM hourly_reports r
-                        JOIN {sel} s ON r.arm_ref = s.arm_ref AND r.window_ref = s.window_ref
+                        JOIN {SELECTION} s
+                          ON r.arm_ref = s.arm_ref AND r.window_ref = s.window_ref
                         WHERE r.hour >= $start AND r.hour < $stop
                         """,
-                        params={"start": _hour_time(first), "stop": _hour_time(stop)},
+                        {**selected, "start": _hour_time(first), "stop": _hour_time(stop)},
                     ).fetchnumpy()
                 )
         if not parts:
@@ -630,15 +632,15 @@ class DuckDBMetricsStore:
         self, registered: RegisteredCampaign, start: datetime, end: datetime
     ) -> tuple[np.ndarray, np.ndarray]:
         n = len(registered.arms)
-        with self._reading(registered, "") as (cur, sel):
-            events = cur.sql(
+        with self._reading(registered, "") as (cur, selected):
+            events = cur.execute(
                 f"""
                 SELECT s.arm, count(*) AS n, sum(e.value_micros)::BIGINT AS value
-                FROM conversion_events e JOIN {sel} s ON e.arm_ref = s.arm_ref
+                FROM conversion_events e JOIN {SELECTION} s ON e.arm_ref = s.arm_ref
                 WHERE e.time >= $start AND e.time < $stop
                 GROUP BY s.arm
                 """,
-                params={"start": start, "stop": end},
+                {**selected, "start": start, "stop": end},
             ).fetchnumpy()
         return _scatter(events["arm"], events["n"], n), _scatter(events["arm"], events["value"], n)
 
@@ -675,8 +677,8 @@ class DuckDBMetricsStore:
         daily: bool,
     ) -> BucketSums:
         size = domain.DAY_US if daily else HOUR_US
-        with self._reading(registered, window) as (cur, sel):
-            rows = cur.sql(
+        with self._reading(registered, window) as (cur, selected):
+            rows = cur.execute(
                 f"""
                 SELECT s.arm,
                        epoch_us(r.hour) // {size} * {size} AS bucket_us,
@@ -687,11 +689,11 @@ class DuckDBMetricsStore:
                        sum(r.conversions) AS conversions,
                        sum(r.conversion_value_micros)::BIGINT AS conversion_value_micros
                 FROM hourly_reports r
-                JOIN {sel} s ON r.arm_ref = s.arm_ref AND r.window_ref = s.window_ref
+                JOIN {SELECTION} s ON r.arm_ref = s.arm_ref AND r.window_ref = s.window_ref
                 WHERE r.hour >= $start AND r.hour < $stop
                 GROUP BY ALL
                 """,
-                params={"start": _hour_time(first_hour), "stop": _hour_time(stop_hour)},
+                {**selected, "start": _hour_time(first_hour), "stop": _hour_time(stop_hour)},
             ).fetchnumpy()
         return BucketSums(
             arm=rows["arm"].astype(np.int64),
@@ -704,8 +706,8 @@ class DuckDBMetricsStore:
     ) -> tuple[DeliverySums, int]:
         n = len(registered.arms)
         stop = _hour_time(stop_hour)
-        with self._reading(registered, window) as (cur, sel):
-            rows = cur.sql(
+        with self._reading(registered, window) as (cur, selected):
+            rows = cur.execute(
                 f"""
                 SELECT s.arm,
                        sum(r.spend_micros)::BIGINT AS spend_micros,
@@ -715,19 +717,18 @@ class DuckDBMetricsStore:
                        sum(r.conversions) AS conversions,
                        sum(r.conversion_value_micros)::BIGINT AS conversion_value_micros
                 FROM hourly_reports r
-                JOIN {sel} s ON r.arm_ref = s.arm_ref AND r.window_ref = s.window_ref
+                JOIN {SELECTION} s ON r.arm_ref = s.arm_ref AND r.window_ref = s.window_ref
                 WHERE r.hour < $stop
                 GROUP BY s.arm
                 """,
-                params={"stop": stop},
+                {**selected, "stop": stop},
             ).fetchnumpy()
-            events = cur.sql(
-                f"""
-                SELECT count(*) AS n FROM conversion_events e
-                SEMI JOIN {sel} s ON e.arm_ref = s.arm_ref
-                WHERE e.time < $as_of
+            events = cur.execute(
+                """
+                SELECT count(*) AS n FROM conversion_events
+                WHERE list_contains($arm_refs, arm_ref) AND time < $as_of
                 """,
-                params={"as_of": as_of},
+                {"arm_refs": selected["sel_arm_ref"], "as_of": as_of},
             ).fetchall()
         sums = _delivery(rows)
         per_arm = DeliverySums(*[_scatter(rows["arm"], column, n) for column in sums.columns()])
@@ -768,12 +769,10 @@ class DuckDBMetricsStore:
     @contextmanager
     def _reading(
         self, registered: RegisteredCampaign, window: str
-    ) -> Iterator[tuple[duckdb.DuckDBPyConnection, str]]:
-        """A snapshot, and the name of the arms selection a query joins with."""
+    ) -> Iterator[tuple[duckdb.DuckDBPyConnection, dict[str, list[int]]]]:
+        """A snapshot, and the parameters of the SELECTION a query joins with."""
         with self._snapshot() as cur:
-            selection = self._selection(cur, registered, window)
-            with self._registered(cur, selection) as name:
-                yield cur, name
+            yield cur, self._selection(registered, window)
 
     @contextmanager
     def _snapshot(self) -> Iterator[duckdb.DuckDBPyConnection]:
