@@ -110,7 +110,7 @@ def test_read_cache_bounds_its_memory_and_can_be_turned_off():
                 0,
                 lambda: budget_pb2.Campaign(name="n" * 100),
             )
-        assert 0 < cache.size_bytes <= 4096
+        assert 0 < cache.size <= 4096
         assert len(cache) < 100
         off = ReadCache("metrics", 0)
         computed = []

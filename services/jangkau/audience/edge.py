@@ -51,11 +51,11 @@ _NODE_FIELDS = (
 
 
 class AudienceServicer(audience_pb2_grpc.AudienceServiceServicer):
-    def __init__(self, service: AudienceService, answers: ReadCache | None = None) -> None:
+    def __init__(self, service: AudienceService, cache_bytes: int = 0) -> None:
         self.service = service
         # Audience reads and sizes, under the write generation of the store (the
         # population cells only change by a write too).
-        self.answers = answers if answers is not None else ReadCache("audience", 0)
+        self.answers = ReadCache("audience", cache_bytes)
 
     def _answer(self, method: str, request: Message, compute: Callable[[], M]) -> M:
         return self.answers.answer(method, request, self.service.store.generation, compute)
@@ -329,7 +329,7 @@ def export_chunk_to_proto(part: ExportPart) -> audience_pb2.ExportChunk:
 def open_service(settings: Settings) -> OpenService:
     """Opens the store (building the population cells on first start)."""
     service = AudienceService.open(settings.data_dir)
-    servicer = AudienceServicer(service, ReadCache("audience", settings.read_cache_mb * MIB))
+    servicer = AudienceServicer(service, settings.read_cache_mb * MIB)
 
     def add(server: grpc.Server) -> None:
         audience_pb2_grpc.add_AudienceServiceServicer_to_server(servicer, server)

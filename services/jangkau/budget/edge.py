@@ -82,14 +82,14 @@ class BudgetServicer(budget_pb2_grpc.BudgetServiceServicer):
         allocator: Allocator,
         metrics: MetricsGateway,
         audiences: AudienceGateway,
-        answers: ReadCache | None = None,
+        cache_bytes: int = 0,
     ) -> None:
         self.store = store
         self.allocator = allocator
         self.metrics = metrics
         self.audiences = audiences
         # Campaign and decision reads, under the write generation of the store.
-        self.answers = answers if answers is not None else ReadCache("budget", 0)
+        self.answers = ReadCache("budget", cache_bytes)
 
     # ------------------------------------------------------------------ campaigns
 
@@ -256,7 +256,7 @@ def open_service(settings: Settings) -> OpenService:
         Allocator(store, metrics),
         metrics,
         AudienceGateway(audience_channel),
-        ReadCache("budget", settings.read_cache_mb * MIB),
+        settings.read_cache_mb * MIB,
     )
 
     def add(server: grpc.Server) -> None:

@@ -54,6 +54,9 @@ GROUP_ROWS = 50_000
 MAX_KAPPA_MICROS = 1e18
 # Longest GetArmStatsRequest.if_version_not accepted (versions are far shorter).
 MAX_VERSION_CHARS = 64
+# Serialised size of one arm's statistics over the κ grid, about: the read cache
+# counts GetArmStats answers in arms.
+ARM_BYTES = 2048
 
 
 def _tenant() -> str:
@@ -186,12 +189,18 @@ class ReadAhead:
 
 
 class MetricsServicer(metrics_pb2_grpc.MetricsServiceServicer):
-    def __init__(self, service: MetricsService, answers: ReadCache | None = None) -> None:
+    def __init__(self, service: MetricsService, cache_bytes: int = 0) -> None:
         self.service = service
         # Timeseries and summaries, under the version of their campaign's data.
-        # (GetArmStats is not kept: its caller holds the answer and asks with
-        # if_version_not, and its answers are large.)
-        self.answers = answers if answers is not None else ReadCache("metrics", 0)
+        self.answers = ReadCache("metrics", cache_bytes)
+        # Arm statistics likewise, measured in arms: serialising thousands of arms
+        # to measure them would cost a good part of computing them. Callers keep
+        # the answer and ask with if_version_not; this spares the recomputation
+        # when several ask at once after a write (a rebalance of many campaigns,
+        # budget replicas).
+        self.arm_stats = ReadCache(
+            "metrics", cache_bytes // ARM_BYTES, lambda answer: len(answer.arms) + 1
+        )
 
     def RegisterCampaign(
         self, request: metrics_pb2.RegisterCampaignRequest, context: grpc.ServicerContext
@@ -303,34 +312,47 @@ class MetricsServicer(metrics_pb2_grpc.MetricsServiceServicer):
         version = self.service.data_version(tenant, request.campaign_id)
         if request.if_version_not == version:
             return metrics_pb2.GetArmStatsResponse(data_version=version, not_modified=True)
-        result = self.service.arm_stats(
-            tenant,
-            request.campaign_id,
-            start,
-            end,
-            discount=discount or 1.0,
-            kappas_micros=kappas,
-            metric=CountMetric(metric),
-            attribution_window=request.attribution_window,
-            include_series=request.include_series,
-        )
-        series = None
-        if result.rows is not None:
-            rows = result.rows
-            series = codec.hour_series(
-                len(result.registered.arms),
-                rows.arm,
-                rows.hour_us,
-                rows.spend_micros,
-                rows.impressions,
-                rows.clicks,
-                rows.conversions,
+
+        def compute() -> metrics_pb2.GetArmStatsResponse:
+            result = self.service.arm_stats(
+                tenant,
+                request.campaign_id,
+                start,
+                end,
+                discount=discount or 1.0,
+                kappas_micros=kappas,
+                metric=CountMetric(metric),
+                attribution_window=request.attribution_window,
+                include_series=request.include_series,
             )
-        response = codec.arm_stats_response(
-            result.registered, result.stats, kappas, result.event_count, result.event_value, series
-        )
-        response.data_version = version
-        return response
+            series = None
+            if result.rows is not None:
+                rows = result.rows
+                series = codec.hour_series(
+                    len(result.registered.arms),
+                    rows.arm,
+                    rows.hour_us,
+                    rows.spend_micros,
+                    rows.impressions,
+                    rows.clicks,
+                    rows.conversions,
+                )
+            response = codec.arm_stats_response(
+                result.registered,
+                result.stats,
+                kappas,
+                result.event_count,
+                result.event_value,
+                series,
+            )
+            response.data_version = version
+            return response
+
+        # Whatever version the caller holds, the answer at this version is the same.
+        asked = metrics_pb2.GetArmStatsRequest()
+        asked.CopyFrom(request)
+        asked.ClearField("if_version_not")
+        return self.arm_stats.answer("GetArmStats", asked, version, compute)
 
     def GetTimeseries(
         self, request: metrics_pb2.GetTimeseriesRequest, context: grpc.ServicerContext
@@ -410,8 +432,7 @@ def event_lateness() -> timedelta:
 def open_service(settings: Settings) -> OpenService:
     store = open_store(settings.data_dir, env(BACKEND_VAR).strip() or "duckdb")
     servicer = MetricsServicer(
-        MetricsService(store, event_lateness()),
-        ReadCache("metrics", settings.read_cache_mb * MIB),
+        MetricsService(store, event_lateness()), settings.read_cache_mb * MIB
     )
 
     def add(server: grpc.Server) -> None:

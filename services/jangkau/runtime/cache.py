@@ -107,17 +107,21 @@ class Memo(Generic[V]):
 class ReadCache:
     """The answers of a service's read RPCs, keyed by method, the caller's tenant,
     the request's bytes and the version of the data; bounded by their serialised
-    size (`capacity_bytes`, 0: off). Answers of older versions are never asked
-    for again and age out first."""
+    size (`capacity`, 0: off), or by another measure `size_of` where serialising
+    a large answer only to measure it would cost too much. Answers of older
+    versions are never asked for again and age out first."""
 
-    def __init__(self, service: str, capacity_bytes: int) -> None:
+    def __init__(
+        self,
+        service: str,
+        capacity: int,
+        size_of: Callable[[Message], int] = lambda answer: answer.ByteSize(),
+    ) -> None:
         self.service = service
-        self._memo: Memo[Message] = Memo(
-            capacity_bytes, lambda answer: answer.ByteSize(), capacity_bytes // LARGEST_SHARE
-        )
+        self._memo: Memo[Message] = Memo(capacity, size_of, capacity // LARGEST_SHARE)
 
     @property
-    def size_bytes(self) -> int:
+    def size(self) -> int:
         return self._memo.size
 
     def __len__(self) -> int:
