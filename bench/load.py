@@ -4,8 +4,9 @@ Locust user base, client stack, number of users and duration).
 
     python bench/load.py [--seconds 60] [--users 20]
 
-Prints each phase's per-RPC table (throughput, p50, p95, failures), the p95 of
-the read RPCs under the mixed load, and as last line
+Prints each phase's per-RPC table (throughput, p50, p95, failures) and the CPU
+each process used (cores, and CPU milliseconds per request, from /proc), the
+p95 of the read RPCs under the mixed load, and as last line
 
     load rps: mixed=<n> echo=<n> ratio=<r> failures=<n>
 
@@ -17,8 +18,11 @@ the echo server as one more subprocess; Locust runs in this process.
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -74,6 +78,29 @@ def start_echo_server() -> tuple[subprocess.Popen[str], str]:
     return process, f"127.0.0.1:{int(line.split()[1])}"
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc; 0 elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def with_cpu(pids: dict[str, int], run: Callable[[], LoadResult]) -> tuple[LoadResult, str]:
+    """Runs a phase; returns its result and a line of the CPU each process used
+    meanwhile ("locust" is this process: the users and their client stack)."""
+    before = {name: cpu_seconds(pid) for name, pid in pids.items()}
+    own, started = time.process_time(), time.monotonic()
+    result = run()
+    elapsed = time.monotonic() - started
+    used = {"locust": time.process_time() - own}
+    used.update({name: cpu_seconds(pid) - before[name] for name, pid in pids.items()})
+    cores = " ".join(f"{name}={seconds / elapsed:.2f}" for name, seconds in used.items())
+    per_request = sum(used.values()) * 1000 / max(result.requests, 1)
+    return result, f"cpu cores: {cores}; {per_request:.2f} ms of CPU per request"
+
+
 def measure_echo(address: str, users: int, seconds: float) -> LoadResult:
     def setup(environment: Environment) -> None:
         environment.host = address
@@ -90,23 +117,31 @@ def main(argv: list[str] | None = None) -> int:
 
     echo_server, echo_address = start_echo_server()
     try:
-        with services() as addresses:
-            world = prepare(addresses)
+        with services() as target:
+            world = prepare(target.addresses)
             print(f"== echo: {args.users} users, {args.seconds:.0f} s", flush=True)
-            baseline = measure_echo(echo_address, args.users, args.seconds)
+            baseline, echo_cpu = with_cpu(
+                {"echo-server": echo_server.pid},
+                lambda: measure_echo(echo_address, args.users, args.seconds),
+            )
             print(format_table(baseline), flush=True)
+            print(echo_cpu, flush=True)
             print(f"== mixed: {args.users} users, {args.seconds:.0f} s", flush=True)
-            mixed = run_users(
-                USER_CLASSES,
-                users=args.users,
-                seconds=args.seconds,
-                setup=lambda environment: attach(environment, world),
+            mixed, mixed_cpu = with_cpu(
+                target.pids,
+                lambda: run_users(
+                    USER_CLASSES,
+                    users=args.users,
+                    seconds=args.seconds,
+                    setup=lambda environment: attach(environment, world),
+                ),
             )
     finally:
         echo_server.terminate()
         echo_server.wait(10)
     reads = mixed.combined(READ_METHODS, "reads")
     print(format_table(mixed, [reads]))
+    print(mixed_cpu)
     ratio = mixed.rps / baseline.rps if baseline.rps else 0.0
     failures = mixed.failures + baseline.failures
     print(f"reads p95 under mixed load: {reads.p95_ms:.0f} ms (target <= {READ_P95_TARGET_MS:.0f})")

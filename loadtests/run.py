@@ -148,26 +148,37 @@ def format_table(result: LoadResult, extra: Sequence[RpcRow] = ()) -> str:
     return "\n".join(lines)
 
 
+@dataclass(frozen=True)
+class Target:
+    """The services under load: their addresses, and the process ids of those
+    started here (none for services running elsewhere)."""
+
+    addresses: dict[str, str]
+    pids: dict[str, int] = field(default_factory=dict)
+
+
 @contextlib.contextmanager
 def services(
     given: dict[str, str] | None = None, *, running: bool = False, data_dir: Path | None = None
-) -> Iterator[dict[str, str]]:
-    """The addresses to load: `given`, those of `jangkau up` (`running`, from
-    JANGKAU_*_ADDR), or audience, metrics and budget started here on free loopback
-    ports (in `data_dir`, else a temporary folder) and stopped on exit."""
+) -> Iterator[Target]:
+    """The services to load: at `given` addresses, those of `jangkau up` (`running`,
+    from JANGKAU_*_ADDR), or audience, metrics and budget started here on free
+    loopback ports (in `data_dir`, else a temporary folder) and stopped on exit."""
     if given:
         missing = sorted(set(DEFAULT_SERVICES) - set(given))
         if missing:
             raise SystemExit(f"no address for {', '.join(missing)}")
-        yield dict(given)
+        yield Target(dict(given))
         return
     if running:
         settings = Settings.from_env()
-        yield {
-            "audience": settings.audience_addr,
-            "budget": settings.budget_addr,
-            "metrics": settings.metrics_addr,
-        }
+        yield Target(
+            {
+                "audience": settings.audience_addr,
+                "budget": settings.budget_addr,
+                "metrics": settings.metrics_addr,
+            }
+        )
         return
     with contextlib.ExitStack() as stack:
         if data_dir is None:
@@ -180,7 +191,7 @@ def services(
         stack.enter_context(cluster)
         addresses = {name: cluster.addresses[name] for name in DEFAULT_SERVICES}
         print(f"services on {', '.join(f'{n}={a}' for n, a in addresses.items())}", flush=True)
-        yield addresses
+        yield Target(addresses, {name: cluster.processes[name].pid for name in DEFAULT_SERVICES})
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -211,9 +222,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     feed_token = args.feed_token or (args.token or DEV_SERVICE_TOKEN)
     given = {n: getattr(args, n) for n in DEFAULT_SERVICES if getattr(args, n)}
     data_dir = Path(args.data_dir) if args.data_dir else None
-    with services(given, running=args.running, data_dir=data_dir) as addresses:
+    with services(given, running=args.running, data_dir=data_dir) as target:
         world = prepare(
-            addresses, buyer_token=buyer_token, feed_token=feed_token, campaigns=args.campaigns
+            target.addresses,
+            buyer_token=buyer_token,
+            feed_token=feed_token,
+            campaigns=args.campaigns,
         )
         print(f"{args.users} users for {args.seconds:.0f} s", flush=True)
         result = run_users(
