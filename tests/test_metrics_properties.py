@@ -11,6 +11,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -18,6 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from jangkau.metrics import codec, synthetic
+from jangkau.metrics import service as service_module
 from jangkau.metrics.domain import CountMetric, GroupBy, IngestCounts, Metric, Platform
 from jangkau.metrics.service import MetricsService
 from jangkau.metrics.store import DuckDBMetricsStore
@@ -347,14 +349,23 @@ def check_summary(service: MetricsService, model: Model) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("hourly_cells", [service_module.MAX_HOURLY_CELLS, 0])
 @settings(
     max_examples=25,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
 )
-@given(steps)
-def test_the_store_and_every_query_follow_the_reference_model(plan: list) -> None:  # type: ignore[type-arg]
-    with tempfile.TemporaryDirectory(prefix="jangkau-metrics-model-") as tmp:
+@given(plan=steps)
+def test_the_store_and_every_query_follow_the_reference_model(
+    plan: list,  # type: ignore[type-arg]
+    hourly_cells: int,
+) -> None:
+    """With the campaign's hourly delivery kept in memory between writes (the
+    default for a campaign this small), and with every query read from the store."""
+    with (
+        mock.patch.object(service_module, "MAX_HOURLY_CELLS", hourly_cells),
+        tempfile.TemporaryDirectory(prefix="jangkau-metrics-model-") as tmp,
+    ):
         folder = Path(tmp)
         service = open_service(folder)
         service.register(TENANT, CAMPAIGN)

@@ -1111,6 +1111,32 @@ class BucketSums:
     bucket_us: np.ndarray
     sums: DeliverySums
 
+    def __len__(self) -> int:
+        return len(self.arm)
+
+    def hours(self, first_hour: int, stop_hour: int, daily: bool) -> BucketSums:
+        """Of hourly sums, those of hours [first_hour, stop_hour), per hour or
+        regrouped per UTC day: what the store's bucket_sums answers for them."""
+        keep = (self.bucket_us >= first_hour * HOUR_US) & (self.bucket_us < stop_hour * HOUR_US)
+        arm, bucket = self.arm[keep], self.bucket_us[keep]
+        if not len(arm):
+            return BucketSums(arm, bucket, DeliverySums(*[c[keep] for c in self.sums.columns()]))
+        if daily:
+            bucket = bucket // DAY_US * DAY_US
+        cells, cell = np.unique(np.stack([arm, bucket]), axis=1, return_inverse=True)
+        kept = DeliverySums(*[column[keep] for column in self.sums.columns()])
+        return BucketSums(cells[0], cells[1], kept.regroup(cell.ravel(), cells.shape[1]))
+
+    def per_arm_before(self, stop_hour: int, n_arms: int) -> DeliverySums:
+        """Of hourly sums, each arm's over the hours before `stop_hour`."""
+        keep = self.bucket_us < stop_hour * HOUR_US
+        kept = DeliverySums(*[column[keep] for column in self.sums.columns()])
+        return kept.regroup(self.arm[keep], n_arms)
+
+
+# Every hour a report can carry (timestamps are years 1 to 9999).
+ALL_HOURS = hours_in(datetime(1, 1, 2, tzinfo=UTC), datetime(9999, 12, 31, tzinfo=UTC))
+
 
 @dataclass(frozen=True)
 class SeriesTable:

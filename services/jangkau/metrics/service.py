@@ -18,7 +18,10 @@ import pyarrow.compute as pc
 from jangkau.metrics import domain
 from jangkau.metrics.day_stats import DayStatsCache
 from jangkau.metrics.domain import (
+    ALL_HOURS,
+    HOUR_US,
     ArmStatsTable,
+    BucketSums,
     Campaign,
     CountMetric,
     GroupBy,
@@ -30,8 +33,16 @@ from jangkau.metrics.domain import (
     Summary,
 )
 from jangkau.metrics.store import MetricsStore
+from jangkau.runtime.cache import Memo
 from jangkau.runtime.errors import DomainError, NotFound
 from jangkau.runtime.times import utcnow
+
+# A campaign whose arms × flight hours stay within this keeps its hourly delivery in
+# memory between writes (about 64 bytes an hour of an arm), so that timeseries and
+# summaries after a write cost one query, not one each; larger ones query per call.
+MAX_HOURLY_CELLS = 200_000
+# Hours of arms kept in memory, all campaigns together.
+HOURLY_CAPACITY_CELLS = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -108,6 +119,7 @@ class MetricsService:
         self.clock = clock
         self.day_stats = DayStatsCache(store)
         self.versions = DataVersions()
+        self._hourly: Memo[BucketSums] = Memo(HOURLY_CAPACITY_CELLS, len)
 
     def register(self, tenant: str, campaign: Campaign) -> bool:
         domain.check_campaign(campaign)
@@ -211,6 +223,22 @@ class MetricsService:
         event_count, event_value = self.store.arm_events(registered, start, end)
         return ArmStatsResult(registered, stats, event_count, event_value, rows)
 
+    def _hourly_delivery(
+        self, tenant: str, registered: RegisteredCampaign, window: str, version: str
+    ) -> BucketSums | None:
+        """Every stored hour of the campaign's arms in `window`, at `version` (taken
+        before `registered` was read), kept until the next write of the campaign;
+        None for a campaign too large to keep."""
+        c = registered.campaign
+        flight_hours = (c.flight_end - c.flight_start) // timedelta(microseconds=HOUR_US)
+        if len(c.arms) * max(flight_hours, 1) > MAX_HOURLY_CELLS:
+            return None
+        key = (tenant, c.campaign_id, window, version)
+        hourly, _ = self._hourly.get(
+            key, lambda: self.store.bucket_sums(registered, *ALL_HOURS, window, daily=False)
+        )
+        return hourly
+
     def timeseries(
         self,
         tenant: str,
@@ -223,9 +251,14 @@ class MetricsService:
         daily: bool = False,
         attribution_window: str = "",
     ) -> SeriesTable:
+        version = self.versions.current(tenant, campaign_id)
         registered = self.campaign(tenant, campaign_id)
         first, stop = domain.hours_in(start, end)
-        buckets = self.store.bucket_sums(registered, first, stop, attribution_window, daily)
+        hourly = self._hourly_delivery(tenant, registered, attribution_window, version)
+        if hourly is None:
+            buckets = self.store.bucket_sums(registered, first, stop, attribution_window, daily)
+        else:
+            buckets = hourly.hours(first, stop, daily)
         return domain.time_series(registered, buckets, group_by, metrics)
 
     def summary(
@@ -235,8 +268,14 @@ class MetricsService:
         as_of: datetime | None = None,
         attribution_window: str = "",
     ) -> Summary:
+        version = self.versions.current(tenant, campaign_id)
         registered = self.campaign(tenant, campaign_id)
         moment = as_of or self.clock()
         _, stop = domain.hours_in(moment, moment)
-        per_arm, events = self.store.delivery_to(registered, stop, attribution_window, moment)
+        hourly = self._hourly_delivery(tenant, registered, attribution_window, version)
+        if hourly is None:
+            per_arm, events = self.store.delivery_to(registered, stop, attribution_window, moment)
+        else:
+            per_arm = hourly.per_arm_before(stop, len(registered.arms))
+            events = self.store.events_before(registered, moment)
         return domain.summarise(registered, per_arm, events, moment)

@@ -219,6 +219,10 @@ class MetricsStore(Protocol):
         the number of the campaign's conversion events before `as_of`."""
         ...
 
+    def events_before(self, registered: RegisteredCampaign, as_of: datetime) -> int:
+        """The number of the campaign's conversion events before `as_of`."""
+        ...
+
     def report_rows(self, registered: RegisteredCampaign) -> pa.Table:
         """Every stored report of the campaign: arm_id, hour, attribution_window,
         the values and the version, in (arm_id, hour, window) order (audits, tests)."""
@@ -723,16 +727,14 @@ class DuckDBMetricsStore:
                 """,
                 {**selected, "stop": stop},
             ).fetchnumpy()
-            events = cur.execute(
-                """
-                SELECT count(*) AS n FROM conversion_events
-                WHERE list_contains($arm_refs, arm_ref) AND time < $as_of
-                """,
-                {"arm_refs": selected["sel_arm_ref"], "as_of": as_of},
-            ).fetchall()
+            events = _events_before(cur, registered, as_of)
         sums = _delivery(rows)
         per_arm = DeliverySums(*[_scatter(rows["arm"], column, n) for column in sums.columns()])
-        return per_arm, int(events[0][0])
+        return per_arm, events
+
+    def events_before(self, registered: RegisteredCampaign, as_of: datetime) -> int:
+        with self._db.read() as cur:
+            return _events_before(cur, registered, as_of)
 
     def report_rows(self, registered: RegisteredCampaign) -> pa.Table:
         arms = pa.table(
@@ -787,6 +789,19 @@ class DuckDBMetricsStore:
     def close(self) -> None:
         self._db.checkpoint()
         self._db.close()
+
+
+def _events_before(
+    cur: duckdb.DuckDBPyConnection, registered: RegisteredCampaign, as_of: datetime
+) -> int:
+    row = cur.execute(
+        """
+        SELECT count(*) FROM conversion_events
+        WHERE list_contains($arm_refs, arm_ref) AND time < $as_of
+        """,
+        {"arm_refs": registered.arm_refs.tolist(), "as_of": as_of},
+    ).fetchall()
+    return int(row[0][0])
 
 
 def _hour_time(hour_number: int) -> datetime:
