@@ -470,6 +470,8 @@ def _arm_stats_view() -> type[Message]:
 ARM_STATS_VIEW = _arm_stats_view()
 # Request shapes whose latest metrics snapshot is kept (each ~1 MB at 2,000 arms).
 SNAPSHOT_CACHE_SIZE = 64
+# Arms of the allocation outcomes kept for repeated Allocates (a few KB an arm).
+OUTCOME_CACHE_ARMS = 20_000
 # A CurveStats entry on the wire is a run of (tag, double) pairs: its fields 1-3 are
 # doubles (wire type 1, one-byte tags 0x09, 0x11, 0x19), written in field order and
 # left out when zero. κ is never zero, so every entry starts with tag 0x09.
@@ -650,7 +652,10 @@ class Allocator:
         self._specs: Memo[Any] = Memo(64)
         # Outcomes are deterministic (the seed is the request's or derived from the
         # campaign and period): an Allocate of unchanged inputs is answered again.
-        self._outcomes: Memo[AllocationOutcome] = Memo(256)
+        # Counted in arms, as their size follows the campaign's.
+        self._outcomes: Memo[AllocationOutcome] = Memo(
+            OUTCOME_CACHE_ARMS, lambda outcome: len(outcome.arms) + 1
+        )
 
     def policy(self) -> domain.PolicyFunction:
         return self._policy or policy_module.allocate
