@@ -8,7 +8,8 @@ DuckDB file (MetricsService.arm_stats: everything but gRPC and the messages).
 Timed the way the hourly rebalancer uses it: before each call one more hour of
 reports (every arm) is ingested and the window grows by that hour, so each
 answer includes data the previous one did not see. Also printed: the first call
-after a start (nothing cached), the same call repeated on unchanged data, and
+after a start (nothing cached), the same call repeated on unchanged data (the
+service answers it from its read cache; in-process it is computed again), and
 the request without curve statistics.
 
     .venv/bin/python bench/arm_stats.py [--arms A] [--hours H] [--calls N]
@@ -158,8 +159,8 @@ def main() -> int:
     k = len(KAPPA_GRID_MICROS)
     for label, key in (
         (f"first call after start ({k} κ, nothing cached)", "cold"),
-        (f"same call repeated, data unchanged ({k} κ)", "repeated"),
-        ("totals only, no curve statistics, repeated", "totals"),
+        (f"same call repeated, data unchanged ({k} κ; gRPC: read cache)", "repeated"),
+        ("totals only, no curve statistics, repeated (gRPC: read cache)", "totals"),
         (f"hourly: a new hour ingested before each call ({k} κ)", "hourly"),
     ):
         g, r = results[f"grpc {key}"], results[f"raw {key}"]
