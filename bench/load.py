@@ -2,7 +2,7 @@
 echo server, both measured in this run, on this machine, the same way (the same
 Locust user base, client stack, number of users and duration).
 
-    python bench/load.py [--seconds 60] [--users 20]
+    python bench/load.py [--seconds 60] [--users 20] [--without-feeds]
 
 Prints each phase's per-RPC table (throughput, p50, p95, failures) and the CPU
 each process used (cores, and CPU milliseconds per request, from /proc), the
@@ -113,7 +113,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--seconds", type=float, default=60.0, help="each phase (60)")
     parser.add_argument("--users", type=int, default=20, help="concurrent users (20)")
+    parser.add_argument(
+        "--without-feeds",
+        action="store_true",
+        help="diagnostic: leave out the report feeds (no writes but the rebalances); "
+        "the last line then says so",
+    )
     args = parser.parse_args(argv)
+    user_classes = [u for u in USER_CLASSES if not (args.without_feeds and u.is_feed)]
 
     echo_server, echo_address = start_echo_server()
     try:
@@ -130,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
             mixed, mixed_cpu = with_cpu(
                 target.pids,
                 lambda: run_users(
-                    USER_CLASSES,
+                    user_classes,
                     users=args.users,
                     seconds=args.seconds,
                     setup=lambda environment: attach(environment, world),
@@ -150,8 +157,9 @@ def main(argv: list[str] | None = None) -> int:
         f"reads p95 {'met' if reads.p95_ms <= READ_P95_TARGET_MS else 'MISSED'}, "
         f"failures {'none' if failures == 0 else failures}"
     )
+    label = "load rps (without feeds)" if args.without_feeds else "load rps"
     print(
-        f"load rps: mixed={mixed.rps:.0f} echo={baseline.rps:.0f} ratio={ratio:.2f} "
+        f"{label}: mixed={mixed.rps:.0f} echo={baseline.rps:.0f} ratio={ratio:.2f} "
         f"failures={failures}"
     )
     return 0 if failures == 0 else 1
