@@ -284,6 +284,12 @@ class DuckDBMetricsStore:
                 int(r[0])
                 for r in cur.execute("SELECT arm_ref FROM arms WHERE window_ref IS NULL").fetchall()
             }
+            # Arms with conversion events: queries of a campaign with none skip the
+            # events table (most campaigns count conversions from platform reports).
+            self._arms_with_events: set[int] = {
+                int(r[0])
+                for r in cur.execute("SELECT DISTINCT arm_ref FROM conversion_events").fetchall()
+            }
             # The largest stored report key: a batch entirely above it is all new.
             self._max_key: int = int(
                 cur.execute("SELECT coalesce(max(report_key), -1) FROM hourly_reports").fetchall()[
@@ -577,7 +583,14 @@ class DuckDBMetricsStore:
                         """,
                         [tenant],
                     )
+        # After the commit, like every cache of the store.
+        with self._cache_lock:
+            self._arms_with_events.update(new.column("arm_ref").to_pylist())
         return new.num_rows, stored.num_rows
+
+    def _has_events(self, registered: RegisteredCampaign) -> bool:
+        with self._cache_lock:
+            return not self._arms_with_events.isdisjoint(registered.arm_refs.tolist())
 
     # -------------------------------------------------------------- queries
 
@@ -599,44 +612,44 @@ class DuckDBMetricsStore:
     def arm_hours(
         self, registered: RegisteredCampaign, spans: Sequence[tuple[int, int]], window: str
     ) -> HourRows:
-        parts = []
-        with self._reading(registered, window) as (cur, selected):
-            for first, stop in spans:
-                if stop <= first:
-                    continue
-                parts.append(
-                    cur.execute(
-                        f"""
-                        SELECT s.arm, epoch_us(r.hour) AS hour_us, r.spend_micros,
-                               r.impressions, r.clicks, r.conversions
-                        FROM hourly_reports r
-                        JOIN {SELECTION} s
-                          ON r.arm_ref = s.arm_ref AND r.window_ref = s.window_ref
-                        WHERE r.hour >= $start AND r.hour < $stop
-                        """,
-                        {**selected, "start": _hour_time(first), "stop": _hour_time(stop)},
-                    ).fetchnumpy()
-                )
-        if not parts:
+        spans = [(first, stop) for first, stop in spans if stop > first]
+        if not spans:
             return HourRows.empty()
-
-        def column(name: str) -> np.ndarray:
-            return np.concatenate([p[name] for p in parts]) if len(parts) > 1 else parts[0][name]
-
+        # One statement for every span: one snapshot without a transaction.
+        hours = " OR ".join(
+            f"(r.hour >= $start_{i} AND r.hour < $stop_{i})" for i in range(len(spans))
+        )
+        bounds: dict[str, object] = {}
+        for i, (first, stop) in enumerate(spans):
+            bounds[f"start_{i}"] = _hour_time(first)
+            bounds[f"stop_{i}"] = _hour_time(stop)
+        with self._db.read() as cur:
+            rows = cur.execute(
+                f"""
+                SELECT s.arm, epoch_us(r.hour) AS hour_us, r.spend_micros,
+                       r.impressions, r.clicks, r.conversions
+                FROM hourly_reports r
+                JOIN {SELECTION} s ON r.arm_ref = s.arm_ref AND r.window_ref = s.window_ref
+                WHERE {hours}
+                """,
+                {**self._selection(registered, window), **bounds},
+            ).fetchnumpy()
         return HourRows(
-            arm=column("arm").astype(np.int64),
-            hour_us=column("hour_us"),
-            spend_micros=column("spend_micros"),
-            impressions=column("impressions"),
-            clicks=column("clicks"),
-            conversions=column("conversions"),
+            arm=rows["arm"].astype(np.int64),
+            hour_us=rows["hour_us"],
+            spend_micros=rows["spend_micros"],
+            impressions=rows["impressions"],
+            clicks=rows["clicks"],
+            conversions=rows["conversions"],
         )
 
     def arm_events(
         self, registered: RegisteredCampaign, start: datetime, end: datetime
     ) -> tuple[np.ndarray, np.ndarray]:
         n = len(registered.arms)
-        with self._reading(registered, "") as (cur, selected):
+        if not self._has_events(registered):
+            return np.zeros(n, dtype=np.int64), np.zeros(n, dtype=np.int64)
+        with self._db.read() as cur:
             events = cur.execute(
                 f"""
                 SELECT s.arm, count(*) AS n, sum(e.value_micros)::BIGINT AS value
@@ -644,7 +657,7 @@ class DuckDBMetricsStore:
                 WHERE e.time >= $start AND e.time < $stop
                 GROUP BY s.arm
                 """,
-                {**selected, "start": start, "stop": end},
+                {**self._selection(registered, ""), "start": start, "stop": end},
             ).fetchnumpy()
         return _scatter(events["arm"], events["n"], n), _scatter(events["arm"], events["value"], n)
 
@@ -681,7 +694,7 @@ class DuckDBMetricsStore:
         daily: bool,
     ) -> BucketSums:
         size = domain.DAY_US if daily else HOUR_US
-        with self._reading(registered, window) as (cur, selected):
+        with self._db.read() as cur:
             rows = cur.execute(
                 f"""
                 SELECT s.arm,
@@ -697,7 +710,11 @@ class DuckDBMetricsStore:
                 WHERE r.hour >= $start AND r.hour < $stop
                 GROUP BY ALL
                 """,
-                {**selected, "start": _hour_time(first_hour), "stop": _hour_time(stop_hour)},
+                {
+                    **self._selection(registered, window),
+                    "start": _hour_time(first_hour),
+                    "stop": _hour_time(stop_hour),
+                },
             ).fetchnumpy()
         return BucketSums(
             arm=rows["arm"].astype(np.int64),
@@ -727,14 +744,28 @@ class DuckDBMetricsStore:
                 """,
                 {**selected, "stop": stop},
             ).fetchnumpy()
-            events = _events_before(cur, registered, as_of)
+            events = self._events_before(cur, registered, as_of)
         sums = _delivery(rows)
         per_arm = DeliverySums(*[_scatter(rows["arm"], column, n) for column in sums.columns()])
         return per_arm, events
 
     def events_before(self, registered: RegisteredCampaign, as_of: datetime) -> int:
         with self._db.read() as cur:
-            return _events_before(cur, registered, as_of)
+            return self._events_before(cur, registered, as_of)
+
+    def _events_before(
+        self, cur: duckdb.DuckDBPyConnection, registered: RegisteredCampaign, as_of: datetime
+    ) -> int:
+        if not self._has_events(registered):
+            return 0
+        row = cur.execute(
+            """
+            SELECT count(*) FROM conversion_events
+            WHERE list_contains($arm_refs, arm_ref) AND time < $as_of
+            """,
+            {"arm_refs": registered.arm_refs.tolist(), "as_of": as_of},
+        ).fetchall()
+        return int(row[0][0])
 
     def report_rows(self, registered: RegisteredCampaign) -> pa.Table:
         arms = pa.table(
@@ -789,19 +820,6 @@ class DuckDBMetricsStore:
     def close(self) -> None:
         self._db.checkpoint()
         self._db.close()
-
-
-def _events_before(
-    cur: duckdb.DuckDBPyConnection, registered: RegisteredCampaign, as_of: datetime
-) -> int:
-    row = cur.execute(
-        """
-        SELECT count(*) FROM conversion_events
-        WHERE list_contains($arm_refs, arm_ref) AND time < $as_of
-        """,
-        {"arm_refs": registered.arm_refs.tolist(), "as_of": as_of},
-    ).fetchall()
-    return int(row[0][0])
 
 
 def _hour_time(hour_number: int) -> datetime:
