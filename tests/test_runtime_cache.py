@@ -11,6 +11,7 @@ import pytest
 
 from jangkau.runtime.auth import Caller, Role, acting_as
 from jangkau.runtime.cache import Memo, ReadCache
+from jangkau.runtime.config import Settings
 from jangkau.v1 import budget_pb2
 
 
@@ -122,3 +123,17 @@ def test_read_cache_bounds_its_memory_and_can_be_turned_off():
                 lambda: computed.append(1) or budget_pb2.Campaign(),
             )
         assert len(computed) == 3
+
+
+@pytest.mark.parametrize("raw", ["-1", "lots", "1.5"])
+def test_a_bad_cache_size_names_the_variable(monkeypatch, raw):
+    monkeypatch.setenv("JANGKAU_READ_CACHE_MB", raw)
+    with pytest.raises(SystemExit, match="JANGKAU_READ_CACHE_MB"):
+        Settings.from_env("budget")
+
+
+def test_the_cache_size_comes_from_the_environment_and_zero_turns_it_off(monkeypatch):
+    monkeypatch.delenv("JANGKAU_READ_CACHE_MB", raising=False)
+    assert Settings.from_env("budget").read_cache_mb == 64
+    monkeypatch.setenv("JANGKAU_READ_CACHE_MB", "0")
+    assert Settings.from_env("budget").read_cache_mb == 0
