@@ -108,7 +108,8 @@ class DayStatsCache:
                 (stop_day * HOURS_PER_DAY, stop_hour),
             ]
             spans = edges + [
-                (lo * HOURS_PER_DAY, (hi + 1) * HOURS_PER_DAY) for lo, hi in _runs(missing)
+                (lo * HOURS_PER_DAY, (hi + 1) * HOURS_PER_DAY)
+                for lo, hi in domain.consecutive_runs(missing)
             ]
             rows = self.store.arm_hours(registered, spans, window)
             in_edges = np.zeros(len(rows.arm), dtype=bool)
@@ -209,17 +210,6 @@ class DayStatsCache:
             while total > self.max_bytes and len(self._entries) > 1:
                 _, evicted = self._entries.popitem(last=False)
                 total -= evicted.nbytes
-
-
-def _runs(days: list[int]) -> list[tuple[int, int]]:
-    """Consecutive runs of sorted day numbers, as (first, last) pairs."""
-    runs: list[tuple[int, int]] = []
-    for day in days:
-        if runs and runs[-1][1] == day - 1:
-            runs[-1] = (runs[-1][0], day)
-        else:
-            runs.append((day, day))
-    return runs
 
 
 def _subset(rows: HourRows, keep: np.ndarray) -> HourRows:

@@ -163,6 +163,17 @@ def from_us(us: int) -> datetime:
     return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=int(us))
 
 
+def consecutive_runs(numbers: list[int]) -> list[tuple[int, int]]:
+    """Consecutive runs of sorted numbers (days, hours), as (first, last) pairs."""
+    runs: list[tuple[int, int]] = []
+    for n in numbers:
+        if runs and runs[-1][1] == n - 1:
+            runs[-1] = (runs[-1][0], n)
+        else:
+            runs.append((n, n))
+    return runs
+
+
 def hours_in(start: datetime, end: datetime) -> tuple[int, int]:
     """The hours whose start lies in [start, end), as epoch-hour numbers [first, stop)."""
     return -(-to_us(start) // HOUR_US), -(-to_us(end) // HOUR_US)

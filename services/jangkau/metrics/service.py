@@ -18,7 +18,6 @@ import pyarrow.compute as pc
 from jangkau.metrics import domain
 from jangkau.metrics.day_stats import DayStatsCache
 from jangkau.metrics.domain import (
-    ALL_HOURS,
     HOUR_US,
     ArmStatsTable,
     BucketSums,
@@ -32,14 +31,15 @@ from jangkau.metrics.domain import (
     SeriesTable,
     Summary,
 )
+from jangkau.metrics.hourly import HourlyDeliveryCache
 from jangkau.metrics.store import MetricsStore
-from jangkau.runtime.cache import Memo
 from jangkau.runtime.errors import DomainError, NotFound
 from jangkau.runtime.times import utcnow
 
 # A campaign whose arms × flight hours stay within this keeps its hourly delivery in
-# memory between writes (about 64 bytes an hour of an arm), so that timeseries and
-# summaries after a write cost one query, not one each; larger ones query per call.
+# memory (about 64 bytes an hour of an arm; see metrics.hourly), so that timeseries and
+# summaries after a write cost a query of the days written, not a query each; larger
+# ones query per call.
 MAX_HOURLY_CELLS = 200_000
 # Hours of arms kept in memory, all campaigns together.
 HOURLY_CAPACITY_CELLS = 1_000_000
@@ -119,7 +119,7 @@ class MetricsService:
         self.clock = clock
         self.day_stats = DayStatsCache(store)
         self.versions = DataVersions()
-        self._hourly: Memo[BucketSums] = Memo(HOURLY_CAPACITY_CELLS, len)
+        self.hourly = HourlyDeliveryCache(store, HOURLY_CAPACITY_CELLS)
 
     def register(self, tenant: str, campaign: Campaign) -> bool:
         domain.check_campaign(campaign)
@@ -224,20 +224,15 @@ class MetricsService:
         return ArmStatsResult(registered, stats, event_count, event_value, rows)
 
     def _hourly_delivery(
-        self, tenant: str, registered: RegisteredCampaign, window: str, version: str
+        self, tenant: str, registered: RegisteredCampaign, window: str
     ) -> BucketSums | None:
-        """Every stored hour of the campaign's arms in `window`, at `version` (taken
-        before `registered` was read), kept until the next write of the campaign;
-        None for a campaign too large to keep."""
+        """Every stored hour of the campaign's arms in `window`, from memory; None
+        for a campaign too large to keep."""
         c = registered.campaign
         flight_hours = (c.flight_end - c.flight_start) // timedelta(microseconds=HOUR_US)
         if len(c.arms) * max(flight_hours, 1) > MAX_HOURLY_CELLS:
             return None
-        key = (tenant, c.campaign_id, window, version)
-        hourly, _ = self._hourly.get(
-            key, lambda: self.store.bucket_sums(registered, *ALL_HOURS, window, daily=False)
-        )
-        return hourly
+        return self.hourly.hours(tenant, registered, window)
 
     def timeseries(
         self,
@@ -251,10 +246,9 @@ class MetricsService:
         daily: bool = False,
         attribution_window: str = "",
     ) -> SeriesTable:
-        version = self.versions.current(tenant, campaign_id)
         registered = self.campaign(tenant, campaign_id)
         first, stop = domain.hours_in(start, end)
-        hourly = self._hourly_delivery(tenant, registered, attribution_window, version)
+        hourly = self._hourly_delivery(tenant, registered, attribution_window)
         if hourly is None:
             buckets = self.store.bucket_sums(registered, first, stop, attribution_window, daily)
         else:
@@ -268,11 +262,10 @@ class MetricsService:
         as_of: datetime | None = None,
         attribution_window: str = "",
     ) -> Summary:
-        version = self.versions.current(tenant, campaign_id)
         registered = self.campaign(tenant, campaign_id)
         moment = as_of or self.clock()
         _, stop = domain.hours_in(moment, moment)
-        hourly = self._hourly_delivery(tenant, registered, attribution_window, version)
+        hourly = self._hourly_delivery(tenant, registered, attribution_window)
         if hourly is None:
             per_arm, events = self.store.delivery_to(registered, stop, attribution_window, moment)
         else:

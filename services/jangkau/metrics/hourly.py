@@ -1,0 +1,127 @@
+"""A small campaign's hourly delivery kept in memory between reads, for the
+timeseries and summaries that dashboards ask right after each report batch.
+
+Per (tenant, campaign, attribution window) the cache holds the delivery sums of
+every stored hour of the campaign's arms. A read first asks the store's change
+log which (arm, UTC day) pairs were written since the cache last looked, drops
+the campaign's hours of those days and reads just those days again (usually the
+day of the newest hour), so an hourly report batch costs one query of a day, not
+a reading of the whole flight. A campaign whose arms changed (or whose arms'
+default windows did) is read whole again, as is every campaign once the log no
+longer reaches back far enough. As in `day_stats`, the change sequence is taken
+before reading, so a write committed meanwhile is read again next time, never
+missed.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from jangkau.metrics.domain import (
+    ALL_HOURS,
+    DAY_US,
+    HOUR_US,
+    BucketSums,
+    DeliverySums,
+    RegisteredCampaign,
+    consecutive_runs,
+)
+from jangkau.metrics.store import MetricsStore
+
+HOURS_PER_DAY = DAY_US // HOUR_US
+
+
+@dataclass
+class _Hours:
+    arm_refs: np.ndarray
+    window_refs: np.ndarray
+    sequence: int
+    sums: BucketSums | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class HourlyDeliveryCache:
+    def __init__(self, store: MetricsStore, capacity_cells: int) -> None:
+        self.store = store
+        self.capacity_cells = capacity_cells
+        self._entries: OrderedDict[tuple[str, str, str], _Hours] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def hours(self, tenant: str, registered: RegisteredCampaign, window: str) -> BucketSums:
+        """Every stored hour of the campaign's arms in `window` (each arm's default
+        window when empty): delivery sums per (arm position, hour start)."""
+        entry = self._entry((tenant, registered.campaign_id, window), registered)
+        with entry.lock:
+            sequence = self.store.change_sequence()  # before reading: see the docstring
+            changed = self.store.changes_since(entry.sequence)
+            if entry.sums is None or changed is None:
+                entry.sums = self.store.bucket_sums(registered, *ALL_HOURS, window, daily=False)
+            elif len(changed):
+                days = np.unique(changed[np.isin(changed >> 32, entry.arm_refs)] & 0xFFFFFFFF)
+                if len(days):
+                    entry.sums = self._reread(entry.sums, registered, window, days)
+            entry.sequence = sequence
+            sums = entry.sums
+        self._trim()
+        return sums
+
+    def _reread(
+        self, sums: BucketSums, registered: RegisteredCampaign, window: str, days: np.ndarray
+    ) -> BucketSums:
+        """`sums` with the hours of `days` read again from the store."""
+        keep = ~np.isin(sums.bucket_us // DAY_US, days)
+        parts = [_subset(sums, keep)]
+        for first, last in consecutive_runs(days.tolist()):
+            parts.append(
+                self.store.bucket_sums(
+                    registered,
+                    first * HOURS_PER_DAY,
+                    (last + 1) * HOURS_PER_DAY,
+                    window,
+                    daily=False,
+                )
+            )
+        columns = zip(*(p.sums.columns() for p in parts), strict=True)
+        return BucketSums(
+            np.concatenate([p.arm for p in parts]),
+            np.concatenate([p.bucket_us for p in parts]),
+            DeliverySums(*[np.concatenate(c) for c in columns]),
+        )
+
+    def _entry(self, key: tuple[str, str, str], registered: RegisteredCampaign) -> _Hours:
+        with self._lock:
+            entry = self._entries.get(key)
+            if (
+                entry is None
+                or not np.array_equal(entry.arm_refs, registered.arm_refs)
+                or not np.array_equal(entry.window_refs, registered.window_refs)
+            ):
+                # New, or the campaign's arms or their default windows changed.
+                entry = _Hours(
+                    registered.arm_refs.copy(),
+                    registered.window_refs.copy(),
+                    self.store.change_sequence(),
+                )
+                self._entries[key] = entry
+            self._entries.move_to_end(key)
+            return entry
+
+    def _trim(self) -> None:
+        """Drops the least recently read campaigns beyond the capacity."""
+        with self._lock:
+            total = sum(len(e.sums) for e in self._entries.values() if e.sums is not None)
+            while total > self.capacity_cells and len(self._entries) > 1:
+                _, dropped = self._entries.popitem(last=False)
+                total -= len(dropped.sums) if dropped.sums is not None else 0
+
+
+def _subset(sums: BucketSums, keep: np.ndarray) -> BucketSums:
+    return BucketSums(
+        sums.arm[keep],
+        sums.bucket_us[keep],
+        DeliverySums(*[c[keep] for c in sums.sums.columns()]),
+    )
