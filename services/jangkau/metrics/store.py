@@ -669,8 +669,11 @@ class DuckDBMetricsStore:
         with self._cache_lock:
             if sequence < self._log_start:
                 return None
-            pairs = [p for seq, p in self._log if seq > sequence]
-        return np.concatenate(pairs) if pairs else _NO_KEYS
+            # Newest last: walk back only over the entries after `sequence`.
+            pairs = list(
+                itertools.takewhile(lambda entry: entry[0] > sequence, reversed(self._log))
+            )
+        return np.concatenate([p for _, p in pairs]) if pairs else _NO_KEYS
 
     def _log_changes(self, arm_ref: np.ndarray, hour_us: np.ndarray) -> None:
         """Records the (arm, day) pairs a commit wrote (call with the cache lock held)."""
