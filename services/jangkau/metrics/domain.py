@@ -1073,6 +1073,10 @@ class DeliverySums:
     def regroup(self, group: np.ndarray, n_groups: int) -> DeliverySums:
         return DeliverySums(*_grouped_sums(group, n_groups, self.columns()))
 
+    def take(self, rows: np.ndarray) -> DeliverySums:
+        """The rows a mask or index array selects, of every column."""
+        return DeliverySums(*[column[rows] for column in self.columns()])
+
 
 def ratio(
     numerator: np.ndarray | float, denominator: np.ndarray | float, scale: float = 1.0
@@ -1125,24 +1129,34 @@ class BucketSums:
     def __len__(self) -> int:
         return len(self.arm)
 
+    def take(self, rows: np.ndarray) -> BucketSums:
+        return BucketSums(self.arm[rows], self.bucket_us[rows], self.sums.take(rows))
+
+    @classmethod
+    def concatenate(cls, parts: Sequence[BucketSums]) -> BucketSums:
+        columns = zip(*(p.sums.columns() for p in parts), strict=True)
+        return cls(
+            np.concatenate([p.arm for p in parts]),
+            np.concatenate([p.bucket_us for p in parts]),
+            DeliverySums(*[np.concatenate(c) for c in columns]),
+        )
+
     def hours(self, first_hour: int, stop_hour: int, daily: bool) -> BucketSums:
         """Of hourly sums, those of hours [first_hour, stop_hour), per hour or
         regrouped per UTC day: what the store's bucket_sums answers for them."""
-        keep = (self.bucket_us >= first_hour * HOUR_US) & (self.bucket_us < stop_hour * HOUR_US)
-        arm, bucket = self.arm[keep], self.bucket_us[keep]
-        if not len(arm):
-            return BucketSums(arm, bucket, DeliverySums(*[c[keep] for c in self.sums.columns()]))
-        if daily:
-            bucket = bucket // DAY_US * DAY_US
-        cells, cell = np.unique(np.stack([arm, bucket]), axis=1, return_inverse=True)
-        kept = DeliverySums(*[column[keep] for column in self.sums.columns()])
-        return BucketSums(cells[0], cells[1], kept.regroup(cell.ravel(), cells.shape[1]))
+        kept = self.take(
+            (self.bucket_us >= first_hour * HOUR_US) & (self.bucket_us < stop_hour * HOUR_US)
+        )
+        if not len(kept):
+            return kept
+        bucket = kept.bucket_us // DAY_US * DAY_US if daily else kept.bucket_us
+        cells, cell = np.unique(np.stack([kept.arm, bucket]), axis=1, return_inverse=True)
+        return BucketSums(cells[0], cells[1], kept.sums.regroup(cell.ravel(), cells.shape[1]))
 
     def per_arm_before(self, stop_hour: int, n_arms: int) -> DeliverySums:
         """Of hourly sums, each arm's over the hours before `stop_hour`."""
-        keep = self.bucket_us < stop_hour * HOUR_US
-        kept = DeliverySums(*[column[keep] for column in self.sums.columns()])
-        return kept.regroup(self.arm[keep], n_arms)
+        kept = self.take(self.bucket_us < stop_hour * HOUR_US)
+        return kept.sums.regroup(kept.arm, n_arms)
 
 
 # Every hour a report can carry (timestamps are years 1 to 9999).

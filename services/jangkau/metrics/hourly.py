@@ -26,7 +26,6 @@ from jangkau.metrics.domain import (
     DAY_US,
     HOUR_US,
     BucketSums,
-    DeliverySums,
     RegisteredCampaign,
     consecutive_runs,
 )
@@ -73,8 +72,7 @@ class HourlyDeliveryCache:
         self, sums: BucketSums, registered: RegisteredCampaign, window: str, days: np.ndarray
     ) -> BucketSums:
         """`sums` with the hours of `days` read again from the store."""
-        keep = ~np.isin(sums.bucket_us // DAY_US, days)
-        parts = [_subset(sums, keep)]
+        parts = [sums.take(~np.isin(sums.bucket_us // DAY_US, days))]
         for first, last in consecutive_runs(days.tolist()):
             parts.append(
                 self.store.bucket_sums(
@@ -85,12 +83,7 @@ class HourlyDeliveryCache:
                     daily=False,
                 )
             )
-        columns = zip(*(p.sums.columns() for p in parts), strict=True)
-        return BucketSums(
-            np.concatenate([p.arm for p in parts]),
-            np.concatenate([p.bucket_us for p in parts]),
-            DeliverySums(*[np.concatenate(c) for c in columns]),
-        )
+        return BucketSums.concatenate(parts)
 
     def _entry(self, key: tuple[str, str, str], registered: RegisteredCampaign) -> _Hours:
         with self._lock:
@@ -117,11 +110,3 @@ class HourlyDeliveryCache:
             while total > self.capacity_cells and len(self._entries) > 1:
                 _, dropped = self._entries.popitem(last=False)
                 total -= len(dropped.sums) if dropped.sums is not None else 0
-
-
-def _subset(sums: BucketSums, keep: np.ndarray) -> BucketSums:
-    return BucketSums(
-        sums.arm[keep],
-        sums.bucket_us[keep],
-        DeliverySums(*[c[keep] for c in sums.sums.columns()]),
-    )
