@@ -27,29 +27,13 @@ import numpy as np
 import pyarrow as pa
 
 from jangkau.metrics import codec, synthetic
-from jangkau.metrics.store import report_keys
+from jangkau.metrics.store import HOURLY_REPORTS_COLUMNS, report_keys
 from jangkau.runtime.auth import DEV_TOKEN
 from jangkau.runtime.channels import CHANNEL_OPTIONS
 from jangkau.runtime.launcher import Cluster
 from jangkau.v1 import metrics_pb2, metrics_pb2_grpc
 
 METADATA = (("authorization", f"Bearer {DEV_TOKEN}"),)
-
-RAW_TABLE = """
-CREATE TABLE hourly_reports (
-    report_key BIGINT NOT NULL{key},
-    arm_ref INTEGER NOT NULL,
-    window_ref SMALLINT NOT NULL,
-    hour TIMESTAMPTZ NOT NULL,
-    impressions BIGINT NOT NULL,
-    reach BIGINT NOT NULL,
-    clicks BIGINT NOT NULL,
-    conversions DOUBLE NOT NULL,
-    conversion_value_micros BIGINT NOT NULL,
-    spend_micros BIGINT NOT NULL,
-    version TIMESTAMPTZ NOT NULL
-)
-"""
 
 
 def through_grpc(batches: list[pa.Table], campaign: synthetic.Campaign, folder: Path) -> float:
@@ -116,7 +100,8 @@ def stored_layout(batches: list[pa.Table], campaign: synthetic.Campaign) -> list
 def straight_into_duckdb(batches: list[pa.Table], path: Path, key: bool) -> float:
     """Rows per second of per-batch Arrow inserts, each batch one committed transaction."""
     con = duckdb.connect(str(path))
-    con.execute(RAW_TABLE.format(key=" PRIMARY KEY" if key else ""))
+    constraint = ", PRIMARY KEY (report_key)" if key else ""
+    con.execute(f"CREATE TABLE hourly_reports ({HOURLY_REPORTS_COLUMNS}{constraint})")
     started = time.perf_counter()
     for table in batches:
         con.register("batch", table)

@@ -92,8 +92,23 @@ HOUR_SHIFT = 40
 MAX_ARM_REF = (1 << (HOUR_SHIFT - ARM_SHIFT)) - 1
 MAX_WINDOW_REF = (1 << ARM_SHIFT) - 1
 
+# The columns of hourly_reports (the ingest benchmark's raw baseline makes the same table).
+HOURLY_REPORTS_COLUMNS = """
+        report_key BIGINT NOT NULL,
+        arm_ref INTEGER NOT NULL,
+        window_ref SMALLINT NOT NULL,
+        hour TIMESTAMPTZ NOT NULL,
+        impressions BIGINT NOT NULL,
+        reach BIGINT NOT NULL,
+        clicks BIGINT NOT NULL,
+        conversions DOUBLE NOT NULL,
+        conversion_value_micros BIGINT NOT NULL,
+        spend_micros BIGINT NOT NULL,
+        version TIMESTAMPTZ NOT NULL
+"""
+
 MIGRATIONS = [
-    """
+    f"""
     CREATE TABLE campaigns (
         tenant VARCHAR NOT NULL,
         campaign_id VARCHAR NOT NULL,
@@ -119,19 +134,7 @@ MIGRATIONS = [
         window_ref SMALLINT PRIMARY KEY,
         name VARCHAR NOT NULL UNIQUE
     );
-    CREATE TABLE hourly_reports (
-        report_key BIGINT NOT NULL,
-        arm_ref INTEGER NOT NULL,
-        window_ref SMALLINT NOT NULL,
-        hour TIMESTAMPTZ NOT NULL,
-        impressions BIGINT NOT NULL,
-        reach BIGINT NOT NULL,
-        clicks BIGINT NOT NULL,
-        conversions DOUBLE NOT NULL,
-        conversion_value_micros BIGINT NOT NULL,
-        spend_micros BIGINT NOT NULL,
-        version TIMESTAMPTZ NOT NULL
-    );
+    CREATE TABLE hourly_reports ({HOURLY_REPORTS_COLUMNS});
     CREATE TABLE conversion_events (
         tenant VARCHAR NOT NULL,
         event_id VARCHAR NOT NULL,
