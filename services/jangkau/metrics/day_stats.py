@@ -162,15 +162,12 @@ class DayStatsCache:
 
     def _forget_changed(self, entry: _Days, registered: RegisteredCampaign) -> None:
         """Drops the cached days in which a report of the campaign was written."""
-        changed = self.store.changes_since(entry.sequence)
+        changed = self.store.changed_days(entry.sequence, entry.arm_refs)
         if changed is None:
             entry.days.clear()
             entry.whole = None
             return
-        if not len(changed) or not entry.days:
-            return
-        mine = np.isin(changed >> 32, entry.arm_refs)
-        for day in np.unique(changed[mine] & 0xFFFFFFFF).tolist():
+        for day in changed.tolist():
             if day in entry.days:
                 del entry.days[day]
                 entry.whole = None

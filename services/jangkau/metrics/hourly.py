@@ -56,13 +56,11 @@ class HourlyDeliveryCache:
         entry = self._entry((tenant, registered.campaign_id, window), registered)
         with entry.lock:
             sequence = self.store.change_sequence()  # before reading: see the docstring
-            changed = self.store.changes_since(entry.sequence)
-            if entry.sums is None or changed is None:
+            days = self.store.changed_days(entry.sequence, entry.arm_refs)
+            if entry.sums is None or days is None:
                 entry.sums = self.store.bucket_sums(registered, *ALL_HOURS, window, daily=False)
-            elif len(changed):
-                days = np.unique(changed[np.isin(changed >> 32, entry.arm_refs)] & 0xFFFFFFFF)
-                if len(days):
-                    entry.sums = self._reread(entry.sums, registered, window, days)
+            elif len(days):
+                entry.sums = self._reread(entry.sums, registered, window, days)
             entry.sequence = sequence
             sums = entry.sums
         self._trim()

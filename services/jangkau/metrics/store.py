@@ -199,8 +199,8 @@ class MetricsStore(Protocol):
         """A number that grows with every committed report write."""
         ...
 
-    def changes_since(self, sequence: int) -> np.ndarray | None:
-        """The (arm_ref, epoch day) pairs, packed as arm_ref << 32 | day, of reports
+    def changed_days(self, sequence: int, arm_refs: np.ndarray) -> np.ndarray | None:
+        """The epoch days (sorted, distinct) in which reports of these arms were
         written after `sequence`; None when the log no longer reaches back so far."""
         ...
 
@@ -668,7 +668,7 @@ class DuckDBMetricsStore:
         with self._cache_lock:
             return self._sequence
 
-    def changes_since(self, sequence: int) -> np.ndarray | None:
+    def changed_days(self, sequence: int, arm_refs: np.ndarray) -> np.ndarray | None:
         with self._cache_lock:
             if sequence < self._log_start:
                 return None
@@ -676,7 +676,10 @@ class DuckDBMetricsStore:
             pairs = list(
                 itertools.takewhile(lambda entry: entry[0] > sequence, reversed(self._log))
             )
-        return np.concatenate([p for _, p in pairs]) if pairs else _NO_KEYS
+        if not pairs:
+            return _NO_KEYS
+        packed = np.concatenate([p for _, p in pairs])  # arm_ref << 32 | day
+        return np.unique(packed[np.isin(packed >> 32, arm_refs)] & 0xFFFFFFFF)
 
     def _log_changes(self, arm_ref: np.ndarray, hour_us: np.ndarray) -> None:
         """Records the (arm, day) pairs a commit wrote (call with the cache lock held)."""
