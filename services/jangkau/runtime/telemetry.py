@@ -4,7 +4,9 @@ in one place).
 
 No exporter is installed unless OTEL_EXPORTER_OTLP_ENDPOINT is set (OTLP/gRPC)
 or JANGKAU_TRACE_FILE names a file (finished spans as JSON lines, for tests and
-local debugging).
+local debugging). A process without an exporter starts no trace of its own: it
+records spans only of traces a caller sampled (and passes their context on), so
+an unobserved call costs no span bookkeeping.
 """
 
 from __future__ import annotations
@@ -25,9 +27,14 @@ from opentelemetry.sdk.trace.export import (
     SpanExporter,
     SpanExportResult,
 )
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased
 
 _configured = False
 _lock = threading.Lock()
+# Looking the tracer up costs about as much as starting a span: keep it. Until the
+# process configures telemetry this is the API's proxy, which follows the provider
+# once one is set.
+_tracer: trace.Tracer = trace.get_tracer("jangkau")
 
 
 class JsonLinesSpanExporter(SpanExporter):
@@ -72,7 +79,7 @@ class JsonLinesSpanExporter(SpanExporter):
 
 def configure_telemetry(service: str, trace_file: Path | None = None) -> None:
     """Installs the tracer and meter providers once per process."""
-    global _configured
+    global _configured, _tracer
     with _lock:
         if _configured:
             return
@@ -80,9 +87,17 @@ def configure_telemetry(service: str, trace_file: Path | None = None) -> None:
         name = os.environ.get("OTEL_SERVICE_NAME") or f"jangkau-{service}"
         # Resource.create also reads OTEL_RESOURCE_ATTRIBUTES.
         resource = Resource.create({"service.name": name, "service.namespace": "jangkau"})
-        provider = TracerProvider(resource=resource)
+        otlp = bool(os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"))
+        # With an exporter the sampler is the SDK's (OTEL_TRACES_SAMPLER, default: all).
+        # Without one, new traces are not sampled; traces a caller sampled still are.
+        exporting = otlp or trace_file is not None
+        provider = (
+            TracerProvider(resource=resource)
+            if exporting
+            else TracerProvider(resource=resource, sampler=ParentBased(root=ALWAYS_OFF))
+        )
         meter_readers = []
-        if os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
+        if otlp:
             from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter
             from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
             from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
@@ -94,6 +109,7 @@ def configure_telemetry(service: str, trace_file: Path | None = None) -> None:
             path = Path(str(trace_file).replace("{service}", service))
             provider.add_span_processor(SimpleSpanProcessor(JsonLinesSpanExporter(path)))
         trace.set_tracer_provider(provider)
+        _tracer = provider.get_tracer("jangkau")
         metrics.set_meter_provider(MeterProvider(resource=resource, metric_readers=meter_readers))
 
 
@@ -107,7 +123,7 @@ def shutdown_telemetry() -> None:
 
 
 def tracer() -> trace.Tracer:
-    return trace.get_tracer("jangkau")
+    return _tracer
 
 
 def inject_metadata() -> list[tuple[str, str]]:
