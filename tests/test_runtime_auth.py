@@ -42,3 +42,23 @@ def test_bad_authorization_is_unauthenticated(header):
 def test_an_unknown_role_in_the_tokens_file_is_refused_naming_the_entry():
     with pytest.raises(ValueError, match=r"tokens\[0\]\.role"):
         TokenBook([{"token": "x", "tenant": "t", "role": "admin"}])
+
+
+def test_a_token_seen_before_is_answered_with_the_same_caller_and_others_still_refused():
+    book = TokenBook.load(None)
+    first = book.authenticate(f"Bearer {DEV_TOKEN}")
+    assert book.authenticate(f"Bearer {DEV_TOKEN}") is first
+    with pytest.raises(Unauthenticated):
+        book.authenticate("Bearer unknown")
+    # A refused value is not remembered: it stays refused.
+    with pytest.raises(Unauthenticated):
+        book.authenticate("Bearer unknown")
+
+
+def test_the_memory_of_recent_tokens_stays_bounded(monkeypatch):
+    monkeypatch.setattr("jangkau.runtime.auth.RECENT_CALLERS", 3)
+    tokens = [{"token": f"t{i}", "tenant": "t"} for i in range(10)]
+    book = TokenBook(tokens)
+    for i in range(10):
+        assert book.authenticate(f"Bearer t{i}").token == f"t{i}"
+        assert len(book._recent) <= 3

@@ -57,6 +57,11 @@ def _digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+# Authorization values recently accepted, each with its caller: hashing and comparing
+# a token costs more than the rest of a call's checks, and callers reuse theirs.
+RECENT_CALLERS = 256
+
+
 class TokenBook:
     """Maps token digests to tenants and roles."""
 
@@ -74,6 +79,7 @@ class TokenBook:
             except ValueError:
                 raise ValueError(f"tokens[{i}].role: one of buyer, viewer, service") from None
             self._by_digest[digest.lower()] = (tenant, role)
+        self._recent: dict[str, Caller] = {}
 
     @classmethod
     def load(cls, path: Path | None) -> TokenBook:
@@ -86,6 +92,16 @@ class TokenBook:
         return cls(document.get("tokens", []))
 
     def authenticate(self, authorization: str | None) -> Caller:
+        recent = self._recent.get(authorization) if authorization else None
+        if recent is not None:
+            return recent
+        caller = self._authenticate(authorization)
+        if len(self._recent) >= RECENT_CALLERS:
+            self._recent.clear()
+        self._recent[authorization] = caller  # type: ignore[index]
+        return caller
+
+    def _authenticate(self, authorization: str | None) -> Caller:
         if not authorization:
             raise Unauthenticated(
                 "missing authorization metadata: send 'authorization: Bearer <token>'"
