@@ -132,7 +132,7 @@ class PlatformFeed(JangkauUser):
     @task
     def stream_hourly_reports(self) -> None:
         campaign = self.campaign()
-        hour = campaign.take_report_hour()
+        index, hour = campaign.take_report_hour()
         pulled = hour + timedelta(hours=1, minutes=self.rng.randint(0, 20))
         fresh = metrics_pb2.ReportRows(
             rows=[
@@ -162,6 +162,7 @@ class PlatformFeed(JangkauUser):
         for batch, ack in zip(batches, acks, strict=True):
             if ack.batch_id != batch.batch_id:
                 raise AssertionError(f"ack for {ack.batch_id!r} answered batch {batch.batch_id!r}")
+        campaign.reported(index)
 
 
 class Rebalance(JangkauUser):

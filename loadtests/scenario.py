@@ -56,17 +56,25 @@ REPLAYABLE_BATCHES = 24
 class CampaignUnderLoad:
     campaign_id: str
     arms: tuple[ArmUnderLoad, ...]
-    # Hours since the flight's start of the next fresh report and the next rebalance.
+    # Hours since the flight's start of the next fresh report and the next rebalance,
+    # and of the latest report metrics acknowledged.
     next_report_hour: int = HISTORY_HOURS
     next_rebalance_hour: int = HISTORY_HOURS
+    reported_hour: int = HISTORY_HOURS - 1
     recent_batches: deque[metrics_pb2.ReportRows] = field(
         default_factory=lambda: deque(maxlen=REPLAYABLE_BATCHES)
     )
 
-    def take_report_hour(self) -> datetime:
-        hour = hour_at(self.next_report_hour)
+    def take_report_hour(self) -> tuple[int, datetime]:
+        """The next hour a feed reports: its number (for `reported`) and its start."""
+        index = self.next_report_hour
         self.next_report_hour += 1
-        return hour
+        return index, hour_at(index)
+
+    def reported(self, index: int) -> None:
+        """Metrics acknowledged the reports of hour `index`: buyers now read up to it.
+        (Feeds run side by side, so a later hour may be acknowledged first.)"""
+        self.reported_hour = max(self.reported_hour, index)
 
     def take_rebalance_hour(self) -> datetime:
         hour = hour_at(self.next_rebalance_hour)
@@ -74,7 +82,9 @@ class CampaignUnderLoad:
         return hour
 
     def latest_reported_hour(self) -> datetime:
-        return hour_at(self.next_report_hour - 1)
+        """The latest hour whose reports metrics acknowledged: what a dashboard shows
+        (hours still on their way are not asked for)."""
+        return hour_at(self.reported_hour)
 
 
 def hour_at(index: int) -> datetime:
