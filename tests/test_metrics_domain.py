@@ -151,12 +151,12 @@ def test_expected_spend_paces_evenly_over_the_flight() -> None:
     assert domain.expected_spend(c, start + timedelta(days=30)) == 1000
 
 
-def test_curves_wire_encoding_parses_as_curve_stats() -> None:
+def test_curves_block_rows_parse_as_each_arms_curve_stats() -> None:
     kappas = np.array([2e7, 1.5e9])
     exposure = np.array([[1.0, 0.0], [3.25, -0.5]])
     log_shape = np.array([[-1.0, -2.0], [0.0, -7.5]])
-    for i, raw in enumerate(codec.curves_wire(kappas, exposure, log_shape)):
-        arm = metrics_pb2.ArmStats.FromString(raw)
+    for i, row in enumerate(codec.curves_block(kappas, exposure, log_shape)):
+        arm = metrics_pb2.ArmStats.FromString(row.tobytes())
         assert [(c.kappa_micros, c.exposure, c.log_shape) for c in arm.curves] == list(
             zip(kappas, exposure[i], log_shape[i], strict=True)
         )

@@ -25,6 +25,7 @@ from jangkau.metrics.domain import (
 )
 from jangkau.runtime.errors import InvalidArgument
 from jangkau.runtime.times import from_timestamp, to_timestamp
+from jangkau.runtime.wire import WireRows
 from jangkau.v1 import common_pb2, metrics_pb2
 
 
@@ -185,11 +186,9 @@ _CURVE_ENTRY = np.dtype(
 _CURVE_HEAD = np.array([0x8A, 0x01, 27], dtype=np.uint8)
 
 
-def curves_wire(kappas: np.ndarray, exposure: np.ndarray, log_shape: np.ndarray) -> list[bytes]:
-    """Each arm's `curves` field, serialised (arms × κ → one bytes per arm)."""
+def curves_block(kappas: np.ndarray, exposure: np.ndarray, log_shape: np.ndarray) -> np.ndarray:
+    """Each arm's `curves` field, serialised: arms × (κ × 30) bytes, one row per arm."""
     arms, k = exposure.shape
-    if k == 0:
-        return [b""] * arms
     buffer = np.empty((arms, k), dtype=_CURVE_ENTRY)
     buffer["head"] = _CURVE_HEAD
     buffer["kappa_tag"] = 0x09
@@ -198,9 +197,7 @@ def curves_wire(kappas: np.ndarray, exposure: np.ndarray, log_shape: np.ndarray)
     buffer["exposure"] = exposure
     buffer["log_shape_tag"] = 0x19
     buffer["log_shape"] = log_shape
-    raw = buffer.tobytes()
-    size = k * _CURVE_ENTRY.itemsize
-    return [raw[i * size : (i + 1) * size] for i in range(arms)]
+    return buffer.view(np.uint8).reshape(arms, k * _CURVE_ENTRY.itemsize)
 
 
 def arm_stats_response(
@@ -211,38 +208,38 @@ def arm_stats_response(
     event_value: np.ndarray,
     series: list[list[metrics_pb2.HourPoint]] | None,
 ) -> metrics_pb2.GetArmStatsResponse:
-    columns = {
-        "spend_micros": stats.spend_micros.tolist(),
-        "discounted_spend_micros": stats.discounted_spend_micros.tolist(),
-        "conversions": stats.conversions.tolist(),
-        "discounted_conversions": stats.discounted_conversions.tolist(),
-        "clicks": stats.clicks.tolist(),
-        "discounted_clicks": stats.discounted_clicks.tolist(),
-        "impressions": stats.impressions.tolist(),
-        "discounted_impressions": stats.discounted_impressions.tolist(),
-        "hours_observed": stats.hours_observed.tolist(),
-        "discounted_hours": stats.discounted_hours.tolist(),
-        "event_conversions": event_count.tolist(),
-        "event_value_micros": event_value.tolist(),
-    }
-    names = list(columns)
-    rows = list(zip(*columns.values(), strict=True))
-    curves = curves_wire(kappas, stats.exposure, stats.log_shape)
-    last = stats.last_hour_us.tolist()
-    response = metrics_pb2.GetArmStatsResponse()
-    for i, arm in enumerate(registered.arms):
-        message = response.arms.add(
-            arm_id=arm.arm_id,
-            platform=int(arm.platform),
-            audience_id=arm.audience_id,
-            **dict(zip(names, rows[i], strict=True)),
-        )
-        if last[i] >= 0:
-            message.last_hour.FromMicroseconds(last[i])
-        if curves[i]:
-            message.MergeFromString(curves[i])
-        if series is not None:
-            message.series.extend(series[i])
+    """The response's `arms`, written column-wise (runtime.wire): at 500 arms × 31 κ
+    that is a fifth of the cost of adding 500 ArmStats and their 15,500 CurveStats
+    through the protobuf API."""
+    arms = registered.arms
+    n = len(arms)
+    last = stats.last_hour_us
+    seconds = last // 1_000_000
+    last_hour = WireRows(n).int64(1, seconds).int64(2, (last - seconds * 1_000_000) * 1_000)
+    rows = (
+        WireRows(n)
+        .string(1, registered.arm_ids)
+        .int64(2, registered.platforms)
+        .string(3, pa.array([a.audience_id for a in arms], pa.string()))
+        .int64(4, stats.spend_micros)
+        .double(5, stats.discounted_spend_micros)
+        .double(6, stats.conversions)
+        .double(7, stats.discounted_conversions)
+        .int64(8, stats.clicks)
+        .double(9, stats.discounted_clicks)
+        .int64(10, stats.impressions)
+        .double(11, stats.discounted_impressions)
+        .int64(12, stats.hours_observed)
+        .double(13, stats.discounted_hours)
+        .message(14, last_hour, present=last >= 0)
+        .int64(15, event_count)
+        .int64(16, event_value)
+        .raw(curves_block(kappas, stats.exposure, stats.log_shape))
+    )
+    response = metrics_pb2.GetArmStatsResponse.FromString(rows.repeated(1))
+    if series is not None:
+        for message, points in zip(response.arms, series, strict=True):
+            message.series.extend(points)
     return response
 
 
