@@ -37,7 +37,10 @@ class ProbeServicer(audience_pb2_grpc.AudienceServiceServicer):
             raise RuntimeError("boom")
         if request.audience_id == "slow":
             self.release.wait(5)
-        return audience_pb2.Audience(id=request.audience_id, name=current_caller().tenant)
+        answer = audience_pb2.Audience(id=request.audience_id, name=current_caller().tenant)
+        if request.audience_id == "serialised":
+            return answer.SerializeToString()
+        return answer
 
     def CreateAudience(self, request, context):
         return audience_pb2.Audience(name=request.name)
@@ -151,6 +154,17 @@ def test_the_caller_tenant_reaches_the_handler(probe):
         audience_pb2.GetAudienceRequest(audience_id="a"), metadata=bearer(TOKENS["beta"]), timeout=5
     )
     assert reply.name == "beta"
+
+
+def test_a_handler_may_answer_with_its_reply_already_serialised(probe):
+    _, stub, _ = probe
+    for audience_id in ("serialised", "message", "serialised"):
+        reply = stub.GetAudience(
+            audience_pb2.GetAudienceRequest(audience_id=audience_id),
+            metadata=bearer(TOKENS["alpha"]),
+            timeout=5,
+        )
+        assert (reply.id, reply.name) == (audience_id, "alpha")
 
 
 def test_viewer_may_read_but_not_write(probe):

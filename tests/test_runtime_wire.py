@@ -106,7 +106,9 @@ def one_at_a_time(registered, stats, kappas, events) -> metrics_pb2.GetArmStatsR
 @given(arm_stats())
 def test_the_arm_stats_reply_written_by_columns_is_the_one_built_field_by_field(case):
     registered, stats, kappas, events = case
-    written = codec.arm_stats_response(registered, stats, kappas, *events, None)
+    written = metrics_pb2.GetArmStatsResponse.FromString(
+        codec.arm_stats_wire(registered, stats, kappas, *events)
+    )
     expected = one_at_a_time(registered, stats, kappas, events)
     assert written == expected
     assert written.SerializeToString(deterministic=True) == expected.SerializeToString(

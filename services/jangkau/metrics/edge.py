@@ -54,9 +54,6 @@ GROUP_ROWS = 50_000
 MAX_KAPPA_MICROS = 1e18
 # Longest GetArmStatsRequest.if_version_not accepted (versions are far shorter).
 MAX_VERSION_CHARS = 64
-# Serialised size of one arm's statistics over the κ grid, about: the read cache
-# counts GetArmStats answers in arms.
-ARM_BYTES = 2048
 
 
 def _tenant() -> str:
@@ -191,16 +188,11 @@ class ReadAhead:
 class MetricsServicer(metrics_pb2_grpc.MetricsServiceServicer):
     def __init__(self, service: MetricsService, cache_bytes: int = 0) -> None:
         self.service = service
-        # Timeseries and summaries, under the version of their campaign's data.
+        # Timeseries, summaries and arm statistics, under the version of their
+        # campaign's data. Callers of GetArmStats keep the answer and ask with
+        # if_version_not; the cache spares the recomputation when several ask at
+        # once after a write (a rebalance of many campaigns, budget replicas).
         self.answers = ReadCache("metrics", cache_bytes)
-        # Arm statistics likewise, measured in arms: serialising thousands of arms
-        # to measure them would cost a good part of computing them. Callers keep
-        # the answer and ask with if_version_not; this spares the recomputation
-        # when several ask at once after a write (a rebalance of many campaigns,
-        # budget replicas).
-        self.arm_stats = ReadCache(
-            "metrics", cache_bytes // ARM_BYTES, lambda answer: len(answer.arms) + 1
-        )
 
     def RegisterCampaign(
         self, request: metrics_pb2.RegisterCampaignRequest, context: grpc.ServicerContext
@@ -278,7 +270,7 @@ class MetricsServicer(metrics_pb2_grpc.MetricsServiceServicer):
 
     def GetArmStats(
         self, request: metrics_pb2.GetArmStatsRequest, context: grpc.ServicerContext
-    ) -> metrics_pb2.GetArmStatsResponse:
+    ) -> metrics_pb2.GetArmStatsResponse | bytes:
         problems = Violations()
         _campaign_id(request.campaign_id, problems)
         start, end = _window(request.window, request.HasField("window"), problems)
@@ -313,7 +305,7 @@ class MetricsServicer(metrics_pb2_grpc.MetricsServiceServicer):
         if request.if_version_not == version:
             return metrics_pb2.GetArmStatsResponse(data_version=version, not_modified=True)
 
-        def compute() -> metrics_pb2.GetArmStatsResponse:
+        def compute() -> metrics_pb2.GetArmStatsResponse | bytes:
             result = self.service.arm_stats(
                 tenant,
                 request.campaign_id,
@@ -325,34 +317,35 @@ class MetricsServicer(metrics_pb2_grpc.MetricsServiceServicer):
                 attribution_window=request.attribution_window,
                 include_series=request.include_series,
             )
-            series = None
-            if result.rows is not None:
-                rows = result.rows
-                series = codec.hour_series(
-                    len(result.registered.arms),
-                    rows.arm,
-                    rows.hour_us,
-                    rows.spend_micros,
-                    rows.impressions,
-                    rows.clicks,
-                    rows.conversions,
+            # Serialised as written; sent as is (runtime.server.SerialisedReplies).
+            reply = (
+                codec.arm_stats_wire(
+                    result.registered, result.stats, kappas, result.event_count, result.event_value
                 )
-            response = codec.arm_stats_response(
-                result.registered,
-                result.stats,
-                kappas,
-                result.event_count,
-                result.event_value,
-                series,
+                + metrics_pb2.GetArmStatsResponse(data_version=version).SerializeToString()
             )
-            response.data_version = version
+            if result.rows is None:
+                return reply
+            rows = result.rows
+            series = codec.hour_series(
+                len(result.registered.arms),
+                rows.arm,
+                rows.hour_us,
+                rows.spend_micros,
+                rows.impressions,
+                rows.clicks,
+                rows.conversions,
+            )
+            response = metrics_pb2.GetArmStatsResponse.FromString(reply)
+            for arm, points in zip(response.arms, series, strict=True):
+                arm.series.extend(points)
             return response
 
         # Whatever version the caller holds, the answer at this version is the same.
         asked = metrics_pb2.GetArmStatsRequest()
         asked.CopyFrom(request)
         asked.ClearField("if_version_not")
-        return self.arm_stats.answer("GetArmStats", asked, version, compute)
+        return self.answers.answer("GetArmStats", asked, version, compute)
 
     def GetTimeseries(
         self, request: metrics_pb2.GetTimeseriesRequest, context: grpc.ServicerContext

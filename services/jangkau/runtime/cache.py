@@ -29,7 +29,7 @@ from jangkau.runtime.auth import current_caller
 from jangkau.runtime.telemetry import instruments
 
 V = TypeVar("V")
-M = TypeVar("M", bound=Message)
+M = TypeVar("M", bound=Message | bytes)
 
 MIB = 1 << 20
 # An answer larger than this share of its cache is not kept (it would evict many).
@@ -104,21 +104,22 @@ class Memo(Generic[V]):
                 self._size -= dropped
 
 
+def _serialised_size(answer: Message | bytes) -> int:
+    return len(answer) if isinstance(answer, bytes) else answer.ByteSize()
+
+
 class ReadCache:
     """The answers of a service's read RPCs, keyed by method, the caller's tenant,
     the request's bytes and the version of the data; bounded by their serialised
-    size (`capacity`, 0: off), or by another measure `size_of` where serialising
-    a large answer only to measure it would cost too much. Answers of older
-    versions are never asked for again and age out first."""
+    size (`capacity`, 0: off). An answer is a message or, for replies written
+    straight to the wire format, its bytes. Answers of older versions are never
+    asked for again and age out first."""
 
-    def __init__(
-        self,
-        service: str,
-        capacity: int,
-        size_of: Callable[[Message], int] = lambda answer: answer.ByteSize(),
-    ) -> None:
+    def __init__(self, service: str, capacity: int) -> None:
         self.service = service
-        self._memo: Memo[Message] = Memo(capacity, size_of, capacity // LARGEST_SHARE)
+        self._memo: Memo[Message | bytes] = Memo(
+            capacity, _serialised_size, capacity // LARGEST_SHARE
+        )
 
     @property
     def size(self) -> int:

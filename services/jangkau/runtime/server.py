@@ -9,9 +9,10 @@ import importlib
 import logging
 import signal
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent import futures
 from dataclasses import dataclass, field
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -65,16 +66,51 @@ def load_definition(name: str) -> ServiceDefinition:
     return module.DEFINITION
 
 
+def _bytes_or(serialise: Callable[[Any], bytes]) -> Callable[[Any], bytes]:
+    def reply_bytes(reply: Any) -> bytes:
+        return reply if isinstance(reply, bytes) else serialise(reply)
+
+    return reply_bytes
+
+
+class SerialisedReplies(grpc.GenericRpcHandler):
+    """A servicer's handlers, except that a method may return its reply as bytes
+    already in the wire format (a reply written column-wise, or kept serialised in
+    a cache): gRPC sends those as they are and serialises messages as usual."""
+
+    def __init__(self, inner: grpc.GenericRpcHandler) -> None:
+        self._inner = inner
+        # Per method found: the handler with the serialiser that passes bytes through.
+        self._found: dict[str, grpc.RpcMethodHandler] = {}
+
+    def service(
+        self, handler_call_details: grpc.HandlerCallDetails
+    ) -> grpc.RpcMethodHandler | None:
+        method: str = handler_call_details.method  # type: ignore[attr-defined]
+        found = self._found.get(method)
+        if found is not None:
+            return found
+        handler = self._inner.service(handler_call_details)
+        if handler is None or handler.response_serializer is None:
+            return handler
+        found = handler._replace(  # type: ignore[attr-defined]
+            response_serializer=_bytes_or(handler.response_serializer)
+        )
+        self._found[method] = found
+        return found
+
+
 class _LateRegistration:
     """The server as seen by a servicer added after start: gRPC serves such a
     servicer through its generic handlers; registering its methods with the core
-    (an optimisation only possible before start) is skipped instead of refused."""
+    (an optimisation only possible before start) is skipped instead of refused.
+    Its handlers may answer with replies already serialised (`SerialisedReplies`)."""
 
     def __init__(self, server: grpc.Server) -> None:
         self._server = server
 
-    def add_generic_rpc_handlers(self, handlers: object) -> None:
-        self._server.add_generic_rpc_handlers(handlers)
+    def add_generic_rpc_handlers(self, handlers: Sequence[grpc.GenericRpcHandler]) -> None:
+        self._server.add_generic_rpc_handlers(tuple(SerialisedReplies(h) for h in handlers))
 
     def add_registered_method_handlers(self, service_name: str, handlers: object) -> None:
         return None
