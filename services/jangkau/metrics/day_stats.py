@@ -19,7 +19,7 @@ from __future__ import annotations
 import math
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -67,9 +67,18 @@ class _Days:
         )
 
 
+# Reads a campaign's rows of the hour spans in a window: (tenant, campaign, spans, window).
+HourReader = Callable[[str, RegisteredCampaign, Sequence[tuple[int, int]], str], HourRows]
+
+
 class DayStatsCache:
-    def __init__(self, store: MetricsStore, max_bytes: int = MAX_CACHE_BYTES) -> None:
+    def __init__(
+        self, store: MetricsStore, read_hours: HourReader, max_bytes: int = MAX_CACHE_BYTES
+    ) -> None:
+        """`store` gives the change log; `read_hours` the rows (the store's arm_hours,
+        or the same hours already in memory)."""
         self.store = store
+        self.read_hours = read_hours
         self.max_bytes = max_bytes
         self._entries: OrderedDict[tuple, _Days] = OrderedDict()  # type: ignore[type-arg]
         self._lock = threading.Lock()
@@ -92,7 +101,7 @@ class DayStatsCache:
         first_day = -(-first_hour // HOURS_PER_DAY)
         stop_day = stop_hour // HOURS_PER_DAY
         if not 0 < stop_day - first_day <= MAX_CACHED_DAYS:  # too short or too long to cache
-            rows = self.store.arm_hours(registered, [(first_hour, stop_hour)], window)
+            rows = self.read_hours(tenant, registered, [(first_hour, stop_hour)], window)
             weight = domain.hour_weights(rows.hour_us, end_us, discount)
             return domain.partial_sums(
                 rows, rows.arm, n_arms, weight, kappas_micros, metric
@@ -111,7 +120,7 @@ class DayStatsCache:
                 (lo * HOURS_PER_DAY, (hi + 1) * HOURS_PER_DAY)
                 for lo, hi in domain.consecutive_runs(missing)
             ]
-            rows = self.store.arm_hours(registered, spans, window)
+            rows = self.read_hours(tenant, registered, spans, window)
             in_edges = np.zeros(len(rows.arm), dtype=bool)
             for lo, hi in edges:
                 in_edges |= (rows.hour_us >= lo * HOUR_US) & (rows.hour_us < hi * HOUR_US)

@@ -1153,6 +1153,22 @@ class BucketSums:
         cells, cell = np.unique(np.stack([kept.arm, bucket]), axis=1, return_inverse=True)
         return BucketSums(cells[0], cells[1], kept.sums.regroup(cell.ravel(), cells.shape[1]))
 
+    def hour_rows(self, spans: Sequence[tuple[int, int]]) -> HourRows:
+        """Of hourly sums, the hours in any of `spans` ([first, stop) epoch hours), as
+        the rows the store's arm_hours answers for them (one report per arm-hour)."""
+        keep = np.zeros(len(self), dtype=bool)
+        for first, stop in spans:
+            keep |= (self.bucket_us >= first * HOUR_US) & (self.bucket_us < stop * HOUR_US)
+        kept = self.take(keep)
+        return HourRows(
+            arm=kept.arm,
+            hour_us=kept.bucket_us,
+            spend_micros=kept.sums.spend_micros,
+            impressions=kept.sums.impressions,
+            clicks=kept.sums.clicks,
+            conversions=kept.sums.conversions,
+        )
+
     def per_arm_before(self, stop_hour: int, n_arms: int) -> DeliverySums:
         """Of hourly sums, each arm's over the hours before `stop_hour`."""
         kept = self.take(self.bucket_us < stop_hour * HOUR_US)

@@ -117,9 +117,9 @@ class MetricsService:
         self.store = store
         self.event_lateness = event_lateness
         self.clock = clock
-        self.day_stats = DayStatsCache(store)
-        self.versions = DataVersions()
         self.hourly = HourlyDeliveryCache(store, HOURLY_CAPACITY_CELLS)
+        self.day_stats = DayStatsCache(store, self._arm_hours)
+        self.versions = DataVersions()
 
     def register(self, tenant: str, campaign: Campaign) -> bool:
         domain.check_campaign(campaign)
@@ -204,7 +204,7 @@ class MetricsService:
         first, stop = domain.hours_in(start, end)
         rows = None
         if include_series:
-            rows = self.store.arm_hours(registered, [(first, stop)], attribution_window)
+            rows = self._arm_hours(tenant, registered, [(first, stop)], attribution_window)
             stats = domain.arm_statistics(
                 rows, len(registered.arms), end, discount, kappas_micros, metric
             )
@@ -233,6 +233,21 @@ class MetricsService:
         if len(c.arms) * max(flight_hours, 1) > MAX_HOURLY_CELLS:
             return None
         return self.hourly.hours(tenant, registered, window)
+
+    def _arm_hours(
+        self,
+        tenant: str,
+        registered: RegisteredCampaign,
+        spans: Sequence[tuple[int, int]],
+        window: str,
+    ) -> HourRows:
+        """The campaign's reports of the hours in `spans`: from its hourly delivery
+        in memory when it is small (after a write, the day written is then read once
+        for every kind of query), else from the store."""
+        hourly = self._hourly_delivery(tenant, registered, window)
+        if hourly is None:
+            return self.store.arm_hours(registered, spans, window)
+        return hourly.hour_rows(spans)
 
     def timeseries(
         self,
