@@ -98,6 +98,10 @@ BOUNDS = (
     "exploration",
 )
 
+# Looked up once (a lookup costs as much as a span); the API's proxy follows the
+# provider a process sets up later.
+_TRACER = trace.get_tracer("jangkau.policy")
+
 # The exploration floors of all arms together take at most this share of the budget.
 EXPLORATION_SHARE_CAP = 0.2
 
@@ -1146,15 +1150,14 @@ def allocate(
         return PolicyResult([], 0)
     table = ArmTable.of(arms)
     limits = compile_limits(table, period_budget_micros, settings, coverage_floors)
-    # Business spans for traces; the API alone, a no-op where tracing is not set up.
-    tracer = trace.get_tracer("jangkau.policy")
-    with tracer.start_as_current_span("posterior", attributes={"jangkau.arms": len(arms)}):
+    # Business spans for traces (the API alone: a no-op where tracing is not set up).
+    with _TRACER.start_as_current_span("posterior", attributes={"jangkau.arms": len(arms)}):
         post = posterior(table, evidence, settings)
         theta, kappa, s_shaped = post.sample(np.random.default_rng(seed))
     ratio = np.clip(table.delivery_ratio, 1e-6, 1.0)
     # Budget space: a budget x delivers ratio·x of spend.
     value = np.maximum(table.value_weight, 0.0) * theta
-    with tracer.start_as_current_span(
+    with _TRACER.start_as_current_span(
         "solve", attributes={"jangkau.period_budget_micros": period_budget_micros}
     ) as span:
         curves = ExponentialCurves.sampled(value, kappa / ratio, s_shaped, limits.hi)
