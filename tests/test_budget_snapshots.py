@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pytest
 
+from jangkau.budget import allocator
 from jangkau.runtime.server import RunningServer
 from jangkau.runtime.times import to_timestamp
 from jangkau.v1 import budget_pb2
@@ -41,12 +42,24 @@ def allocate(stack: Stack, campaign_id: str, hours: int, seed: int = 3) -> budge
     )
 
 
-def test_repeated_allocate_of_an_unchanged_campaign_gives_the_same_split(shared_stack, audience_id):
+def test_repeated_allocate_of_an_unchanged_campaign_gives_the_same_split(
+    shared_stack, audience_id, monkeypatch
+):
+    built = []
+    original = allocator._snapshot_from
+
+    def counted(c, response):  # type: ignore[no-untyped-def]
+        built.append(c.campaign_id)
+        return original(c, response)
+
+    monkeypatch.setattr(allocator, "_snapshot_from", counted)
     c = create(shared_stack, wire_campaign([audience_id]))
     ingest(shared_stack, [report(c, "meta-0", in_flight(h), RUPIAH, 2) for h in range(10)])
     first = allocate(shared_stack, c.id, 20)
     assert [allocate(shared_stack, c.id, 20) for _ in range(3)] == [first] * 3
     assert first.spend_to_date_micros == 10 * RUPIAH
+    # Metrics' statistics were decoded once: the later calls were answered not_modified.
+    assert built.count(c.id) == 1
 
 
 def test_a_report_written_after_an_allocate_is_seen_by_the_next(shared_stack, audience_id):

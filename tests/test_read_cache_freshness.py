@@ -4,6 +4,7 @@ request is asked again and sees the write."""
 
 from __future__ import annotations
 
+import pytest
 from google.protobuf.field_mask_pb2 import FieldMask
 
 from jangkau.runtime.times import to_timestamp
@@ -18,6 +19,13 @@ from tests.test_budget_support import (
     stack,  # noqa: F401  (fixture)
     wire_campaign,
 )
+
+
+@pytest.fixture(autouse=True)
+def caches_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The servers keep answers whatever the environment says (each reads
+    JANGKAU_READ_CACHE_MB when it starts)."""
+    monkeypatch.setenv("JANGKAU_READ_CACHE_MB", "64")
 
 
 def test_metrics_reads_see_the_reports_ingested_after_them(stack):  # noqa: F811
