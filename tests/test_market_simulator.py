@@ -123,9 +123,8 @@ def test_oracle_beats_every_split_under_the_same_rules(name: str) -> None:
         oracle = market.oracle_split(hour, budget, arms, campaign.coverage_floors)
         assert violations(arms, oracle, budget, rules, campaign.coverage_floors) == []
         best = market.true_expected(hour, oracle).sum()
-        specs = campaign.arm_specs(previous)
         policy = allocate(
-            specs, Evidence.empty(len(specs)), budget, rules, hour, campaign.coverage_floors
+            arms, Evidence.empty(len(arms)), budget, rules, hour, campaign.coverage_floors
         )
         rivals = [np.array([d.budget_micros for d in policy.arms])]
         limits = compile_limits(arms, budget, rules, campaign.coverage_floors)

@@ -268,11 +268,6 @@ class ArmTable:
     def __len__(self) -> int:
         return len(self.arm_ids)
 
-    def with_previous(self, previous: np.ndarray | None) -> ArmTable:
-        """The same arms with these previous budgets (None: no previous decision)."""
-        prev = np.full(len(self), -1, np.int64) if previous is None else np.asarray(previous)
-        return replace(self, previous_micros=prev.astype(np.int64))
-
 
 def exposure_exponential(spend: np.ndarray, kappas: np.ndarray) -> np.ndarray:
     """1 − e^(−x/κ): the share of θ that spend x brings on a saturating curve."""
@@ -409,9 +404,16 @@ def delivery_ratio(
     b = np.asarray(budgets, dtype=float)
     s = np.asarray(spend, dtype=float)
     weights = float(discount) ** np.arange(b.shape[1] - 1, -1, -1, dtype=float)
-    budget_sum = b @ weights
-    scale = np.where(budget_sum > 0, budget_sum / np.maximum(weights.sum(), 1.0), 1.0)
-    ratio = (np.minimum(s, b) @ weights + prior_hours * scale) / (budget_sum + prior_hours * scale)
+    return shrunk_delivery(np.minimum(s, b) @ weights, b @ weights, weights.sum(), prior_hours)
+
+
+def shrunk_delivery(
+    delivered: np.ndarray, budgeted: np.ndarray, hours: float, prior_hours: float = 2.0
+) -> np.ndarray:
+    """Delivered / budgeted per arm, both sums over `hours` hours (discounted: their
+    total weight), shrunk towards 1 by `prior_hours` hours of full delivery; in (0, 1]."""
+    scale = np.where(budgeted > 0, budgeted / max(float(hours), 1.0), 1.0)
+    ratio = (delivered + prior_hours * scale) / (budgeted + prior_hours * scale)
     return np.clip(ratio, 1e-6, 1.0)
 
 
@@ -860,10 +862,6 @@ class ExponentialCurves:
     def value(self, idx: np.ndarray, x: np.ndarray) -> np.ndarray:
         tail = self.theta[idx] * -np.expm1(-(x - self._start(idx)) / self.kappa[idx])
         return tail if self.offset is None else tail + self.offset[idx]
-
-    def marginal(self, idx: np.ndarray, x: np.ndarray) -> np.ndarray:
-        z = (x - self._start(idx)) / self.kappa[idx]
-        return self.theta[idx] / self.kappa[idx] * np.exp(-z)
 
     def _level(self, idx: np.ndarray) -> np.ndarray:
         return np.log(np.maximum(self.theta[idx], _TINY) / self.kappa[idx])

@@ -40,7 +40,6 @@ class _RateBaseline:
         # Prior: one conversion at the cold-start guess of the rate θ/κ.
         self.prior_spend = campaign.prior_kappa_micros / np.maximum(campaign.prior_theta, 1e-9)
         self.previous: np.ndarray | None = None
-        self.hours_seen = 0
 
     def rates(self, hour: int) -> np.ndarray:
         raise NotImplementedError
@@ -67,7 +66,6 @@ class _RateBaseline:
         self.conversions = self.discount * self.conversions + report.conversions
         self.spend = self.discount * self.spend + report.spend_micros
         self.previous = np.asarray(budgets, np.int64)
-        self.hours_seen += 1
 
     def posterior_mean(self) -> np.ndarray:
         return (self.conversions + 1.0) / (self.spend + self.prior_spend)

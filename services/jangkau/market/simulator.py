@@ -56,7 +56,6 @@ class CampaignSetup:
 
     arm_ids: tuple[str, ...]
     hourly_budget_micros: int
-    hours: int
     min_micros: np.ndarray  # int64
     max_micros: np.ndarray  # int64, NO_MAX_MICROS for none
     prior_theta: np.ndarray
@@ -68,8 +67,11 @@ class CampaignSetup:
     def n_arms(self) -> int:
         return len(self.arm_ids)
 
-    def arm_table(self, previous: np.ndarray | None = None) -> ArmTable:
-        """The arms with their hard rules and priors, as the policy's columns."""
+    def arm_table(
+        self, previous: np.ndarray | None = None, delivery: np.ndarray | None = None
+    ) -> ArmTable:
+        """The arms with their hard rules and priors, as the policy's columns, with the
+        previous budgets and delivered/budget ratios when known."""
         n = self.n_arms
         prev = np.full(n, -1, np.int64) if previous is None else np.asarray(previous, np.int64)
         return ArmTable(
@@ -82,25 +84,8 @@ class CampaignSetup:
             np.ones(n),
             self.prior_theta,
             self.prior_kappa_micros,
-            np.ones(n),
+            np.ones(n) if delivery is None else np.asarray(delivery, float),
         )
-
-    def arm_specs(
-        self, previous: np.ndarray | None = None, delivery: np.ndarray | None = None
-    ) -> list[ArmSpec]:
-        """The arms as the budget service would hand them to the policy."""
-        return [
-            ArmSpec(
-                arm_id=arm_id,
-                min_micros=int(self.min_micros[i]),
-                max_micros=None if self.max_micros[i] >= NO_MAX_MICROS else int(self.max_micros[i]),
-                previous_micros=None if previous is None else int(previous[i]),
-                prior_theta=float(self.prior_theta[i]),
-                prior_kappa_micros=float(self.prior_kappa_micros[i]),
-                delivery_ratio=1.0 if delivery is None else float(delivery[i]),
-            )
-            for i, arm_id in enumerate(self.arm_ids)
-        ]
 
     def rules(self) -> PolicySettings:
         """The campaign's hard rules as policy settings (no exploration)."""
@@ -360,7 +345,6 @@ class Market:
         self.cpm = cpm[:, None] * kappa_path / kappa[:, None]
         self.ctr = rng.uniform(*s.ctr_range, n)
         self.audience = 3.0 * kappa / cpm * 1000.0
-        self.rural = rural
 
         # The campaign: rules, and the noisy guesses reach and cost benchmarks give.
         mins = np.round(rng.choice(s.minimum_levels, n) * even).astype(np.int64)
@@ -376,7 +360,6 @@ class Market:
         self.campaign = CampaignSetup(
             tuple(f"{s.name}-{i:03d}" for i in range(n)),
             s.hourly_budget_micros,
-            hours,
             mins,
             maxs,
             theta * noise[0],
