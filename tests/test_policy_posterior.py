@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,8 @@ import pytest
 from jangkau.budget import policy
 from jangkau.budget.policy import (
     KAPPA_GRID_MICROS,
+    SETTING_NAMES,
+    TUNED_DEFAULTS_PATH,
     ArmSpec,
     Evidence,
     PolicySettings,
@@ -144,3 +147,6 @@ def test_campaign_override_replaces_only_non_zero_settings() -> None:
 
 def test_committed_tuned_defaults_are_valid_settings() -> None:
     assert isinstance(default_settings(), PolicySettings)
+    # Every setting comes from the committed file, none from the built-in defaults.
+    stored = json.loads(TUNED_DEFAULTS_PATH.read_text())
+    assert asdict(default_settings()) == {name: stored[name] for name in SETTING_NAMES}

@@ -4,6 +4,7 @@ settings become the defaults."""
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 import optuna
@@ -28,6 +29,9 @@ def test_tuning_resumes_from_its_storage(tmp_path: Path) -> None:
     best = tune(storage, 2, None, False, **TINY)
     assert stored_trials(storage) == 4
     assert isinstance(best, PolicySettings)
+    # The best of all four trials, the resumed run's included.
+    study = optuna.load_study(study_name=STUDY_NAME, storage=f"sqlite:///{storage}")
+    assert asdict(best) == {**asdict(PolicySettings()), **study.best_trial.params}
 
 
 def test_tuning_shows_progress(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
