@@ -1136,7 +1136,7 @@ def _to_micros(x: np.ndarray, lo: np.ndarray, hi: np.ndarray, limits: Limits) ->
 
 
 def allocate(
-    arms: list[ArmSpec],
+    arms: Sequence[ArmSpec] | ArmTable,
     evidence: Evidence,
     period_budget_micros: int,
     settings: PolicySettings,
