@@ -122,9 +122,7 @@ class HillCurves:
         else:
             x = np.clip(self.kappa[idx][:, None] * self.grid[None, :], lo[:, None], hi[:, None])
             x = np.concatenate([lo[:, None], x, hi[:, None]], axis=1)
-        z = x / self.kappa[idx][:, None]
-        zn = z ** self.shape[idx][:, None]
-        return x, self.theta[idx][:, None] * zn / (1.0 + zn)
+        return x, self.value(idx[:, None], x)
 
     def best_on(self, idx: np.ndarray, lam: float, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
         x, f = self._candidates(idx, lo, hi)
@@ -386,13 +384,16 @@ class Market:
     def hours(self) -> int:
         return self.scenario.hours
 
+    def _family(self, theta: np.ndarray, kappa: np.ndarray) -> ResponseCurves:
+        """Curves of the scenario's family with these parameters."""
+        if self.scenario.curve == "hill":
+            return HillCurves(theta, kappa, self.hill_shape)
+        return ExponentialCurves(theta, kappa)
+
     def _response(self, hour: int, spend: np.ndarray) -> np.ndarray:
         """Expected objective count per arm for this hour's delivered spend."""
-        z = np.maximum(spend, 0.0) / self.kappa[:, hour]
-        if self.scenario.curve == "hill":
-            zn = z**self.hill_shape
-            return self.theta[:, hour] * zn / (1.0 + zn)
-        return self.theta[:, hour] * -np.expm1(-z)
+        curves = self._family(self.theta[:, hour], self.kappa[:, hour])
+        return curves.value(np.arange(self.n_arms), spend)
 
     def _delivered(self, hour: int, budgets: np.ndarray) -> np.ndarray:
         b = np.maximum(np.asarray(budgets, dtype=float), 0.0)
@@ -456,10 +457,7 @@ class Market:
         it lies where the curves are flat)."""
         delivery = self.delivery[:, hour]
         theta = np.where(delivery > 0, self.theta[:, hour], 0.0)
-        kappa = self.kappa[:, hour] / np.maximum(delivery, 1e-9)
-        if self.scenario.curve == "hill":
-            return HillCurves(theta, kappa, self.hill_shape)
-        return ExponentialCurves(theta, kappa)
+        return self._family(theta, self.kappa[:, hour] / np.maximum(delivery, 1e-9))
 
     def oracle_split(
         self,
