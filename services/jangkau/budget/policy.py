@@ -798,6 +798,12 @@ def violations(
 class ResponseCurves(Protocol):
     """Objective value per hour as a function of an arm's budget, for the split."""
 
+    @property
+    def start(self) -> np.ndarray | None:
+        """Per arm, the budget from which its curve pays (the arm is off or at least
+        there); None when every curve pays from the first micro."""
+        ...
+
     def value(self, idx: np.ndarray, x: np.ndarray) -> np.ndarray:
         """f_i(x_i) for arms idx."""
         ...
@@ -847,11 +853,10 @@ class ExponentialCurves:
         beyond = s_shaped & (kappa >= hi)
         s_part = s_shaped & ~beyond
         z2 = (hi / kappa) ** 2
-        chord = theta * z2 / (1.0 + z2) / hi  # Hill value at hi per micro
-        straight = max(float(hi.max()), 1.0) * 1e4
+        chord = cls.linear(theta * z2 / (1.0 + z2) / hi, float(hi.max()))  # Hill value at hi
         return cls(
-            np.where(beyond, chord * straight, np.where(s_part, theta * 0.5, theta)),
-            np.where(beyond, straight, kappa),
+            np.where(beyond, chord.theta, np.where(s_part, theta * 0.5, theta)),
+            np.where(beyond, chord.kappa, kappa),
             np.where(s_part, kappa, 0.0),
             np.where(s_part, theta * 0.5, 0.0),
         )
@@ -1028,7 +1033,7 @@ def constrained_split(curves: ResponseCurves, limits: Limits) -> Split:
     budget = limits.budget
     lo = np.where(limits.force_on, limits.lo_explore, limits.lo)
     hi = limits.hi
-    start = getattr(curves, "start", None)
+    start = curves.start
     if start is not None:
         # A curve that pays only from `start` on is off or at least there (within hi).
         from_start = np.ceil(np.minimum(start, hi)).astype(np.int64)

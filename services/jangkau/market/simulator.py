@@ -107,6 +107,8 @@ class HillCurves:
     # > 0: candidates are this many evenly spaced points of [lo, hi] instead (for
     # narrow ranges).
     window_points: int = 0
+    # Every arm pays from its first micro (ResponseCurves.start).
+    start: None = None
 
     def value(self, idx: np.ndarray, x: np.ndarray) -> np.ndarray:
         z = np.maximum(x, 0.0) / self.kappa[idx]
