@@ -34,6 +34,7 @@ def test_every_allocator_keeps_the_campaign_rules(name: str) -> None:
     allocators = [
         OracleAllocator(market),
         JangkauAllocator(market.campaign, PolicySettings(), 5),
+        JangkauAllocator(market.campaign, PolicySettings(), 5, as_served=True),
         *(baseline(market.campaign, 5) for baseline in BASELINES),
     ]
     for allocator in allocators:
@@ -55,3 +56,17 @@ def test_policy_learns_to_beat_an_even_split() -> None:
     policy = replay(market, JangkauAllocator(market.campaign, PolicySettings(), 1)).expected
     uniform = replay(market, BASELINES[0](market.campaign, 1)).expected
     assert uniform < policy <= oracle
+
+
+def test_as_served_the_policy_gets_only_what_the_budget_service_sends() -> None:
+    market = short_market("shocks", hours=200)
+    arm, start, _ = market.disapproved[0]
+    full = JangkauAllocator(market.campaign, PolicySettings(), 2)
+    served = JangkauAllocator(market.campaign, PolicySettings(), 2, as_served=True)
+    for allocator in (full, served):
+        replay(market, allocator, hours=start + 6)
+    # Without S-shaped statistics, and with full delivery even for a disapproved ad.
+    assert served.evidence.s_kappas_micros is None
+    assert full.evidence.s_kappas_micros is not None
+    assert (served.delivery() == 1.0).all()
+    assert full.delivery()[arm] < 1.0

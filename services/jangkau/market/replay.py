@@ -60,18 +60,34 @@ class ReplayResult:
 
 
 class JangkauAllocator:
-    """The product policy, fed the way the budget service feeds it: ArmSpecs with the
-    previous budgets and delivery ratios, discounted evidence from the reports."""
+    """The product policy with every input it takes: the arms with their previous
+    budgets and delivered/budget ratios, and discounted evidence from the reports with
+    the statistics of saturating and of S-shaped curves.
 
-    name = "jangkau"
+    `as_served`: only the inputs the budget service sends it today. Metrics computes
+    the statistics of saturating curves only, and the service passes a delivery ratio
+    of 1, so the evidence carries no S-shaped statistics and every ratio is 1."""
 
-    def __init__(self, campaign: CampaignSetup, settings: PolicySettings, seed: int) -> None:
+    def __init__(
+        self,
+        campaign: CampaignSetup,
+        settings: PolicySettings,
+        seed: int,
+        *,
+        as_served: bool = False,
+    ) -> None:
+        self.name = "as served" if as_served else "jangkau"
+        self.as_served = as_served
         self.campaign = campaign
         # The campaign's change limit is a hard rule; the policy may hold a tighter one.
         change = min(settings.max_change_percent, campaign.max_change_percent)
         self.settings = replace(settings, max_change_percent=change)
         self.seed = int(seed)
-        self.evidence = Evidence.empty(campaign.n_arms)
+        self.evidence = (
+            Evidence.empty(campaign.n_arms, s_kappas=None)
+            if as_served
+            else Evidence.empty(campaign.n_arms)
+        )
         self.previous: np.ndarray | None = None
         self.delivered = np.zeros(campaign.n_arms)
         self.budgeted = np.zeros(campaign.n_arms)
@@ -79,6 +95,8 @@ class JangkauAllocator:
 
     def delivery(self) -> np.ndarray:
         """Discounted delivered/budget ratio (policy.delivery_ratio's, kept as running sums)."""
+        if self.as_served:
+            return np.ones(self.campaign.n_arms)
         return shrunk_delivery(self.delivered, self.budgeted, self.weight)
 
     def decide(self, hour: int) -> np.ndarray:
