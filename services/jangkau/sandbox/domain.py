@@ -15,9 +15,8 @@ from jangkau.runtime.times import HOUR, floor_hour
 
 ATTRIBUTION_WINDOW = "sandbox_7d_click"
 # The market's hidden physics of saturation (the policy's benchmarks differ from it):
-# impressions a reachable person absorbs a day, and the cost of 1,000 impressions.
+# impressions a reachable person absorbs a day.
 HIDDEN_IMPRESSIONS_PER_PERSON_PER_DAY = 1.2
-HIDDEN_CPM_MICROS = 2.2e10
 
 
 class SandboxError(Exception):
@@ -134,7 +133,8 @@ class SandboxCampaign:
         n = len(self.arms)
         per_hour = reach * HIDDEN_IMPRESSIONS_PER_PERSON_PER_DAY / 24.0
         capacity = per_hour * np.exp(rng.normal(0.0, 0.6, n))
-        cpm = HIDDEN_CPM_MICROS * np.exp(rng.normal(0.0, 0.4, n))
+        # At the market's own cost of impressions (the one its reports count with).
+        cpm = self.market.cpm[:, 0]
         kappa_now = self.market.kappa[:, 0]
         self.market.scale_saturation(np.where(known, capacity * cpm / 1000.0 / kappa_now, 1.0))
 
