@@ -328,7 +328,7 @@ def export_chunk_to_proto(part: ExportPart) -> audience_pb2.ExportChunk:
 
 def open_service(settings: Settings) -> OpenService:
     """Opens the store (building the population cells on first start)."""
-    service = AudienceService.open(settings.data_dir)
+    service = AudienceService.open(settings.data_dir, threads=settings.duckdb_threads)
     servicer = AudienceServicer(service, settings.read_cache_mb * MIB)
 
     def add(server: grpc.Server) -> None:

@@ -120,9 +120,12 @@ class AudienceService:
         self._cache_lock = threading.Lock()
 
     @classmethod
-    def open(cls, data_dir: Path, *, seed_if_empty: bool = True) -> AudienceService:
-        """Opens the store; builds the national population cells on first start."""
-        store = AudienceStore(data_dir)
+    def open(
+        cls, data_dir: Path, *, seed_if_empty: bool = True, threads: int | None = None
+    ) -> AudienceService:
+        """Opens the store (DuckDB `threads` per query: see runtime.store.Database);
+        builds the national population cells on first start."""
+        store = AudienceStore(data_dir, threads=threads)
         try:
             if seed_if_empty and store.population_is_empty():
                 built = population.generate()

@@ -126,11 +126,11 @@ class CellSums:
 
 
 class AudienceStore:
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, *, threads: int | None = None) -> None:
         self.data_dir = Path(data_dir)
         self.lists_dir = self.data_dir / LISTS_FOLDER
         self.lists_dir.mkdir(parents=True, exist_ok=True)
-        self.db = Database(self.data_dir / DATABASE_FILE, MIGRATIONS)
+        self.db = Database(self.data_dir / DATABASE_FILE, MIGRATIONS, threads=threads)
         self._remove_orphan_files()
 
     def close(self) -> None:

@@ -245,7 +245,7 @@ class BudgetServicer(budget_pb2_grpc.BudgetServiceServicer):
 
 
 def open_service(settings: Settings) -> OpenService:
-    store = BudgetStore(settings.data_dir / "budget.duckdb")
+    store = BudgetStore(settings.data_dir / "budget.duckdb", threads=settings.duckdb_threads)
     token = settings.token or None
     timeout = settings.call_timeout_seconds
     metrics_channel = channel(settings.metrics_addr, timeout=timeout, token=token)

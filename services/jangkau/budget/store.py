@@ -91,8 +91,8 @@ class _Index:
 
 
 class BudgetStore:
-    def __init__(self, path: Path) -> None:
-        self.db = Database(path, MIGRATIONS)
+    def __init__(self, path: Path, *, threads: int | None = None) -> None:
+        self.db = Database(path, MIGRATIONS, threads=threads)
         self._index = _Index()
 
     def close(self) -> None:

@@ -423,7 +423,9 @@ def event_lateness() -> timedelta:
 
 
 def open_service(settings: Settings) -> OpenService:
-    store = open_store(settings.data_dir, env(BACKEND_VAR).strip() or "duckdb")
+    store = open_store(
+        settings.data_dir, env(BACKEND_VAR).strip() or "duckdb", threads=settings.duckdb_threads
+    )
     servicer = MetricsServicer(
         MetricsService(store, event_lateness()), settings.read_cache_mb * MIB
     )

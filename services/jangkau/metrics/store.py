@@ -246,12 +246,14 @@ SELECTION = (
 DATABASE_FILE = "metrics.duckdb"
 
 
-def open_store(data_dir: Path, backend: str = "duckdb") -> MetricsStore:
+def open_store(
+    data_dir: Path, backend: str = "duckdb", *, threads: int | None = None
+) -> MetricsStore:
     """The store `jangkau serve metrics` runs on. Only DuckDB exists today; a
     DuckLake backend (catalog in PostgreSQL, Parquet files) would be another
     implementation of MetricsStore chosen here."""
     if backend == "duckdb":
-        return DuckDBMetricsStore(data_dir / DATABASE_FILE)
+        return DuckDBMetricsStore(data_dir / DATABASE_FILE, threads=threads)
     raise SystemExit(f"metrics store backend {backend!r} is not available; use 'duckdb'")
 
 
@@ -263,8 +265,8 @@ class DuckDBMetricsStore:
     """MetricsStore on one DuckDB file. This process must be the file's only
     writer: the campaign cache below is invalidated only by this process's writes."""
 
-    def __init__(self, path: Path) -> None:
-        self._db = Database(path, MIGRATIONS)
+    def __init__(self, path: Path, *, threads: int | None = None) -> None:
+        self._db = Database(path, MIGRATIONS, threads=threads)
         with self._db.read() as cur:
             cur.execute(f"SET GLOBAL checkpoint_threshold = '{CHECKPOINT_THRESHOLD}'")
             cur.execute("SET GLOBAL TimeZone = 'UTC'")

@@ -33,7 +33,14 @@ ENV_VARS: dict[str, tuple[str, str]] = {
     ),
     "JANGKAU_METRICS_STORE": ("duckdb", "metrics: storage backend (the seam for DuckLake)"),
     "JANGKAU_GRACE_SECONDS": ("5", "SIGTERM: seconds to drain in-flight calls before stopping"),
-    "JANGKAU_MAX_WORKERS": ("16", "threads serving RPCs per process"),
+    "JANGKAU_MAX_WORKERS": (
+        "8",
+        "threads serving RPCs per process; each open stream holds one while it lasts",
+    ),
+    "JANGKAU_DUCKDB_THREADS": (
+        "1",
+        "threads DuckDB gives one query in a service; calls already run side by side",
+    ),
     "JANGKAU_READ_CACHE_MB": (
         "64",
         "memory per service for answers of read RPCs kept until their data changes; 0: off",
@@ -86,6 +93,7 @@ class Settings:
     trace_file: Path | None
     platforms_file: Path | None = None
     read_cache_mb: int = int(ENV_VARS["JANGKAU_READ_CACHE_MB"][0])
+    duckdb_threads: int = int(ENV_VARS["JANGKAU_DUCKDB_THREADS"][0])
 
     @classmethod
     def from_env(cls, service: str | None = None) -> Settings:
@@ -124,4 +132,5 @@ class Settings:
             trace_file=Path(trace) if trace else None,
             platforms_file=Path(platforms) if platforms else None,
             read_cache_mb=int(cache_mb),
+            duckdb_threads=int(number("JANGKAU_DUCKDB_THREADS", int)),
         )

@@ -21,14 +21,28 @@ class Database:
     `generation` moves on after every write transaction (committed or not): as
     this process is the file's only writer, it versions everything read from the
     file, for answers cached by `jangkau.runtime.cache`.
+
+    `threads` caps the threads DuckDB gives one query (None: one per core). A
+    service sets it from JANGKAU_DUCKDB_THREADS: its calls already run side by
+    side on the serving threads, and its queries are small, so splitting each
+    across the cores costs more in hand-offs than it saves.
     """
 
-    def __init__(self, path: Path, migrations: Sequence[str], *, read_only: bool = False) -> None:
+    def __init__(
+        self,
+        path: Path,
+        migrations: Sequence[str],
+        *,
+        read_only: bool = False,
+        threads: int | None = None,
+    ) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self._con = duckdb.connect(str(path), read_only=read_only)
         # Every timestamp comes back as aware UTC, whatever the machine's zone.
         self._con.execute("SET GLOBAL TimeZone = 'UTC'")
+        if threads is not None:
+            self._con.execute(f"SET GLOBAL threads = {int(threads)}")
         self._write_lock = threading.Lock()
         self._local = threading.local()
         self._cursors: list[duckdb.DuckDBPyConnection] = []
