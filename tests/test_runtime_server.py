@@ -8,15 +8,17 @@ import threading
 import time
 from concurrent import futures
 from pathlib import Path
+from typing import NamedTuple
 
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from jangkau.runtime.auth import current_caller
+from jangkau.runtime.auth import TokenBook, current_caller
 from jangkau.runtime.channels import channel
 from jangkau.runtime.errors import InvalidArgument, NotFound
+from jangkau.runtime.interceptors import ServerInterceptor
 from jangkau.runtime.server import OpenService, RunningServer, ServiceDefinition
 from jangkau.v1 import audience_pb2, audience_pb2_grpc
 from tests.conftest import TOKENS, bearer, settings_for
@@ -154,6 +156,46 @@ def test_the_caller_tenant_reaches_the_handler(probe):
         audience_pb2.GetAudienceRequest(audience_id="a"), metadata=bearer(TOKENS["beta"]), timeout=5
     )
     assert reply.name == "beta"
+
+
+def test_callers_alternating_on_one_method_each_reach_the_handler_as_themselves(probe):
+    _, stub, _ = probe
+    request = audience_pb2.GetAudienceRequest(audience_id="a")
+    for token, tenant in [("alpha", "alpha"), ("beta", "beta"), ("alpha_viewer", "alpha")] * 2:
+        reply = stub.GetAudience(request, metadata=bearer(TOKENS[token]), timeout=5)
+        assert reply.name == tenant
+    with pytest.raises(grpc.RpcError) as err:
+        stub.GetAudience(request, timeout=5)
+    assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
+    assert stub.GetAudience(request, metadata=bearer(TOKENS["beta"]), timeout=5).name == "beta"
+
+
+class _CallDetails(NamedTuple):
+    method: str
+    invocation_metadata: tuple[tuple[str, str], ...]
+
+
+class _CallContext:
+    """The parts of a servicer context the interceptor reads."""
+
+    def invocation_metadata(self) -> tuple[tuple[str, str], ...]:
+        return bearer(TOKENS["alpha"])
+
+    def code(self) -> None:
+        return None
+
+
+def test_a_method_whose_handler_changes_is_served_by_the_new_handler(tokens_file):
+    """A running server finds one handler per method for good, so this drives the
+    interceptor directly."""
+    interceptor = ServerInterceptor(
+        TokenBook.load(tokens_file), frozenset({"GetAudience"}), lambda: True
+    )
+    details = _CallDetails("/jangkau.v1.AudienceService/GetAudience", bearer(TOKENS["alpha"]))
+    for answer in ("first handler", "second handler"):
+        handler = grpc.unary_unary_rpc_method_handler(lambda request, context, a=answer: a)
+        wrapped = interceptor.intercept_service(lambda _details, h=handler: h, details)
+        assert wrapped.unary_unary(b"", _CallContext()) == answer
 
 
 def test_a_handler_may_answer_with_its_reply_already_serialised(probe):
