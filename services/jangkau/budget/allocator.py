@@ -43,6 +43,8 @@ from jangkau.budget.domain import (
 )
 from jangkau.budget.policy import KAPPA_GRID_MICROS, Evidence, Infeasible, PolicySettings
 from jangkau.budget.store import BudgetStore, StoredDecision
+from jangkau.budget.watch import DataVersionWatches
+from jangkau.runtime.auth import caller_if_any
 from jangkau.runtime.cache import Memo
 from jangkau.runtime.errors import (
     FailedPrecondition,
@@ -348,16 +350,29 @@ def decision_to_wire(stored: StoredDecision, replayed: bool) -> budget_pb2.Decis
 # ------------------------------------------------------------------------ peers
 
 
+@dataclass(frozen=True)
+class _Kept:
+    """A metrics snapshot kept for reuse: the data version it was read at, and the
+    watch session whose lease ran when it was asked for (None: none ran)."""
+
+    version: str
+    snapshot: MetricsSnapshot
+    session: int | None
+
+
 class MetricsGateway:
     """The metrics service as the budget service uses it."""
 
-    def __init__(self, channel: grpc.Channel) -> None:
+    def __init__(self, channel: grpc.Channel, *, watch_versions: bool = True) -> None:
         self.stub = metrics_pb2_grpc.MetricsServiceStub(channel)
         # Per request shape, the last snapshot with the metrics data version it was
-        # built from; sent back as `if_version_not`, so an unchanged campaign costs
-        # metrics one version lookup and this side nothing.
-        self._snapshots: OrderedDict[Hashable, tuple[str, MetricsSnapshot]] = OrderedDict()
+        # built from, and the watch session it was read in (budget.watch). While that
+        # session's lease runs and metrics announced no other version, the snapshot
+        # is reused as it is; otherwise its version is sent back as `if_version_not`,
+        # so an unchanged campaign costs metrics one version lookup.
+        self._snapshots: OrderedDict[Hashable, _Kept] = OrderedDict()
         self._snapshots_lock = threading.Lock()
+        self.watches = DataVersionWatches(channel) if watch_versions else None
         self._arm_stats = channel.unary_unary(
             "/jangkau.v1.MetricsService/GetArmStats",
             request_serializer=metrics_pb2.GetArmStatsRequest.SerializeToString,
@@ -401,33 +416,49 @@ class MetricsGateway:
         key = (c.tenant, c.campaign_id, c.revision, window, discount, c.objective, kappas)
         with self._snapshots_lock:
             cached = self._snapshots.get(key)
+        watch = self.watches.of(caller_if_any()) if self.watches is not None else None
+        if (
+            cached is not None
+            and watch is not None
+            and watch.unchanged(cached.session, c.campaign_id, cached.version)
+        ):
+            self._keep(key, cached)
+            return cached.version, cached.snapshot
+        # Taken before asking: changes announced from now on are the answer's or later.
+        session = watch.session() if watch is not None else None
         request = metrics_pb2.GetArmStatsRequest(
             campaign_id=c.campaign_id,
             window=_range(*window),
             discount=discount,
             kappas_micros=kappas,
             count_metric=COUNT_METRIC[c.objective],
-            if_version_not=cached[0] if cached else "",
+            if_version_not=cached.version if cached else "",
         )
         try:
             response = self._arm_stats(request)
         except grpc.RpcError as exc:
             raise _peer_error("metrics", "GetArmStats", exc) from None
         if response.not_modified:
-            if cached is None or response.data_version != cached[0]:
+            if cached is None or response.data_version != cached.version:
                 raise FailedPrecondition("metrics answered not_modified to an unasked version")
-            with self._snapshots_lock:
-                if key in self._snapshots:
-                    self._snapshots.move_to_end(key)
-            return cached
+            self._keep(key, _Kept(cached.version, cached.snapshot, session))
+            return cached.version, cached.snapshot
         snapshot = _snapshot_from(c, response)
         if response.data_version:
-            with self._snapshots_lock:
-                self._snapshots[key] = (response.data_version, snapshot)
-                self._snapshots.move_to_end(key)
-                while len(self._snapshots) > SNAPSHOT_CACHE_SIZE:
-                    self._snapshots.popitem(last=False)
+            self._keep(key, _Kept(response.data_version, snapshot, session))
         return response.data_version, snapshot
+
+    def _keep(self, key: Hashable, kept: _Kept) -> None:
+        with self._snapshots_lock:
+            self._snapshots[key] = kept
+            self._snapshots.move_to_end(key)
+            while len(self._snapshots) > SNAPSHOT_CACHE_SIZE:
+                self._snapshots.popitem(last=False)
+
+    def close(self) -> None:
+        """Stops the data version watches."""
+        if self.watches is not None:
+            self.watches.close()
 
 
 def _arm_stats_view() -> type[Message]:

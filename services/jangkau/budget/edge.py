@@ -263,6 +263,7 @@ def open_service(settings: Settings) -> OpenService:
         budget_pb2_grpc.add_BudgetServiceServicer_to_server(servicer, server)
 
     def close() -> None:
+        metrics.close()
         metrics_channel.close()
         audience_channel.close()
         store.close()

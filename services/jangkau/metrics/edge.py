@@ -31,6 +31,7 @@ from jangkau.metrics.domain import (
 )
 from jangkau.metrics.service import MetricsService
 from jangkau.metrics.store import open_store
+from jangkau.metrics.watch import LEASE_SECONDS, MAX_WATCHES
 from jangkau.runtime.auth import current_caller
 from jangkau.runtime.cache import MIB, ReadCache
 from jangkau.runtime.config import Settings, env
@@ -54,6 +55,8 @@ GROUP_ROWS = 50_000
 MAX_KAPPA_MICROS = 1e18
 # Longest GetArmStatsRequest.if_version_not accepted (versions are far shorter).
 MAX_VERSION_CHARS = 64
+# How often a data version watch's stream looks whether its call is still alive.
+WATCH_POLL_SECONDS = 0.5
 
 
 def _tenant() -> str:
@@ -268,6 +271,47 @@ class MetricsServicer(metrics_pb2_grpc.MetricsServiceServicer):
             inserted=result.inserted, duplicates=result.duplicates, refused=result.refused
         )
 
+    def WatchDataVersions(
+        self,
+        request_iterator: Iterator[metrics_pb2.WatchDataVersionsRequest],
+        context: grpc.ServicerContext,
+    ) -> Iterator[metrics_pb2.DataVersionsNotice]:
+        watches = self.service.versions.watches
+        watch = watches.open(_tenant())
+
+        def read_requests() -> None:
+            try:
+                for request in request_iterator:
+                    if request.applied:
+                        watches.applied(watch, request.applied)
+                    if request.renewal:
+                        watches.renew(watch, request.renewal)
+            except grpc.RpcError:
+                pass  # the client went away
+            finally:
+                watches.close(watch)
+
+        threading.Thread(target=read_requests, name="version-watch-read", daemon=True).start()
+        lease_ms = round(LEASE_SECONDS * 1000)
+        try:
+            while context.is_active():
+                notice = watches.next_notice(watch, WATCH_POLL_SECONDS)
+                if notice is None:
+                    if watches.finished(watch):
+                        return
+                    continue
+                yield metrics_pb2.DataVersionsNotice(
+                    sequence=notice.sequence,
+                    changes=[
+                        metrics_pb2.CampaignDataVersion(campaign_id=cid, data_version=version)
+                        for cid, version in notice.changes.items()
+                    ],
+                    renewal=notice.renewal,
+                    lease_ms=lease_ms,
+                )
+        finally:
+            watches.close(watch)
+
     def GetArmStats(
         self, request: metrics_pb2.GetArmStatsRequest, context: grpc.ServicerContext
     ) -> metrics_pb2.GetArmStatsResponse | bytes:
@@ -426,19 +470,22 @@ def open_service(settings: Settings) -> OpenService:
     store = open_store(
         settings.data_dir, env(BACKEND_VAR).strip() or "duckdb", threads=settings.duckdb_threads
     )
-    servicer = MetricsServicer(
-        MetricsService(store, event_lateness()), settings.read_cache_mb * MIB
-    )
+    service = MetricsService(store, event_lateness())
+    servicer = MetricsServicer(service, settings.read_cache_mb * MIB)
 
     def add(server: grpc.Server) -> None:
         metrics_pb2_grpc.add_MetricsServiceServicer_to_server(servicer, server)
 
-    return OpenService(add, store.close)
+    return OpenService(add, store.close, drain=service.versions.watches.close_all)
 
 
 DEFINITION = ServiceDefinition(
     name="metrics",
     full_name="jangkau.v1.MetricsService",
-    read_methods=frozenset({"GetArmStats", "GetTimeseries", "GetCampaignSummary"}),
+    read_methods=frozenset(
+        {"GetArmStats", "GetTimeseries", "GetCampaignSummary", "WatchDataVersions"}
+    ),
     open=open_service,
+    # Each open watch holds a serving thread for as long as it lasts.
+    extra_workers=MAX_WATCHES,
 )

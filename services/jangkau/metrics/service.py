@@ -33,6 +33,7 @@ from jangkau.metrics.domain import (
 )
 from jangkau.metrics.hourly import HourlyDeliveryCache
 from jangkau.metrics.store import MetricsStore
+from jangkau.metrics.watch import VersionWatches
 from jangkau.runtime.errors import DomainError, NotFound
 from jangkau.runtime.times import utcnow
 
@@ -71,10 +72,12 @@ class DataVersions:
     process (so a restarted service never hands out a version it gave before, even
     for a campaign it has not seen written since). Writers bump after they commit
     and readers take the version before they read, so an answer is never labelled
-    with a version newer than its data."""
+    with a version newer than its data. Every bump is pushed to the tenant's
+    watches (see metrics.watch) before the write it follows is acknowledged."""
 
-    def __init__(self) -> None:
+    def __init__(self, watches: VersionWatches | None = None) -> None:
         self.epoch = secrets.token_hex(8)
+        self.watches = watches or VersionWatches()
         self._sequence = 0
         self._changed: dict[tuple[str, str], int] = {}
         self._lock = threading.Lock()
@@ -84,10 +87,13 @@ class DataVersions:
             return f"{self.epoch}-{self._changed.get((tenant, campaign_id), 0)}"
 
     def bump(self, tenant: str, campaign_ids: Iterable[str]) -> None:
+        changed = list(campaign_ids)
         with self._lock:
             self._sequence += 1
-            for cid in campaign_ids:
+            version = f"{self.epoch}-{self._sequence}"
+            for cid in changed:
                 self._changed[(tenant, cid)] = self._sequence
+        self.watches.publish(tenant, dict.fromkeys(changed, version))
 
     @contextmanager
     def writing(self, tenant: str, campaign_ids: Iterable[str]) -> Iterator[Callable[[bool], None]]:

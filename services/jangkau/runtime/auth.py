@@ -122,6 +122,11 @@ _CALLER: contextvars.ContextVar[Caller | None] = contextvars.ContextVar(
 )
 
 
+def caller_if_any() -> Caller | None:
+    """The caller of the RPC being served; None outside one (jobs, tests)."""
+    return _CALLER.get()
+
+
 def current_caller() -> Caller:
     """The authenticated caller of the RPC being served."""
     caller = _CALLER.get()

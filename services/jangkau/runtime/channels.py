@@ -12,7 +12,7 @@ from typing import Any
 import grpc
 from opentelemetry import trace
 
-from jangkau.runtime.auth import _CALLER
+from jangkau.runtime.auth import caller_if_any
 from jangkau.runtime.telemetry import inject_metadata, tracer
 
 MAX_MESSAGE_BYTES = 64 * 1024 * 1024
@@ -67,7 +67,7 @@ class ClientInterceptor(
 
     def _details(self, details: grpc.ClientCallDetails) -> grpc.ClientCallDetails:
         metadata = [m for m in (details.metadata or []) if m[0] != "authorization"]
-        caller = _CALLER.get()
+        caller = caller_if_any()
         token = caller.token if caller is not None else self._token
         if token:
             metadata.append(("authorization", f"Bearer {token}"))

@@ -43,6 +43,9 @@ class OpenService:
 
     add_servicer: Callable[[grpc.Server], None]
     close: Callable[[], None] = lambda: None
+    # Ends the service's long-lived calls (streams that last until the client goes),
+    # so that draining on shutdown waits for the other calls only.
+    drain: Callable[[], None] = lambda: None
 
 
 @dataclass(frozen=True)
@@ -57,6 +60,9 @@ class ServiceDefinition:
     open: Callable[[Settings], OpenService]
     # Extra full service names to list in reflection.
     extra_names: tuple[str, ...] = field(default=())
+    # Serving threads beyond JANGKAU_MAX_WORKERS, for long-lived calls the service
+    # caps itself (so that they never take the threads of the other calls).
+    extra_workers: int = 0
 
 
 def load_definition(name: str) -> ServiceDefinition:
@@ -128,7 +134,8 @@ class RunningServer:
         self.health = health.HealthServicer(experimental_non_blocking=True)
         self.server = grpc.server(
             futures.ThreadPoolExecutor(
-                max_workers=settings.max_workers, thread_name_prefix=definition.name
+                max_workers=settings.max_workers + definition.extra_workers,
+                thread_name_prefix=definition.name,
             ),
             interceptors=[
                 ServerInterceptor(
@@ -177,6 +184,8 @@ class RunningServer:
         grace = self.settings.grace_seconds if grace is None else grace
         log.info("stopping", extra={"fields": {"grace_seconds": grace}})
         self.health.enter_graceful_shutdown()
+        if self._open is not None:
+            self._open.drain()
         self.server.stop(grace).wait(grace + 1)
         if self._open is not None:
             self._open.close()

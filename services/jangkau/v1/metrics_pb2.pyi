@@ -858,6 +858,96 @@ class GetArmStatsResponse(_message.Message):
 Global___GetArmStatsResponse: _TypeAlias = GetArmStatsResponse  # noqa: Y015
 
 @_typing.final
+class WatchDataVersionsRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    APPLIED_FIELD_NUMBER: _builtins.int
+    RENEWAL_FIELD_NUMBER: _builtins.int
+    applied: _builtins.int
+    """The highest notice `sequence` the client has applied; 0: none yet."""
+    renewal: _builtins.int
+    """Nonzero: asks for the lease to be renewed. The answer is a notice carrying
+    the same `renewal`, sent after every notice of changes before it.
+    """
+    def __init__(
+        self,
+        *,
+        applied: _builtins.int = ...,
+        renewal: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["applied", b"applied", "renewal", b"renewal"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___WatchDataVersionsRequest: _TypeAlias = WatchDataVersionsRequest  # noqa: Y015
+
+@_typing.final
+class CampaignDataVersion(_message.Message):
+    """The data version one campaign moved to."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CAMPAIGN_ID_FIELD_NUMBER: _builtins.int
+    DATA_VERSION_FIELD_NUMBER: _builtins.int
+    campaign_id: _builtins.str
+    """A campaign of the caller's tenant."""
+    data_version: _builtins.str
+    """Its new data version."""
+    def __init__(
+        self,
+        *,
+        campaign_id: _builtins.str = ...,
+        data_version: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["campaign_id", b"campaign_id", "data_version", b"data_version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CampaignDataVersion: _TypeAlias = CampaignDataVersion  # noqa: Y015
+
+@_typing.final
+class DataVersionsNotice(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SEQUENCE_FIELD_NUMBER: _builtins.int
+    CHANGES_FIELD_NUMBER: _builtins.int
+    RENEWAL_FIELD_NUMBER: _builtins.int
+    LEASE_MS_FIELD_NUMBER: _builtins.int
+    sequence: _builtins.int
+    """Of a notice of changes, increasing by one on each stream from 1; 0 for a
+    lease renewal alone. Acknowledge it with `applied` once applied.
+    """
+    renewal: _builtins.int
+    """The `renewal` this notice answers; 0: none. The lease then runs for
+    `lease_ms` from when the client sent that request.
+    """
+    lease_ms: _builtins.int
+    """Length of a lease, milliseconds."""
+    @_builtins.property
+    def changes(self) -> _containers.RepeatedCompositeFieldContainer[Global___CampaignDataVersion]:
+        """Campaigns whose data version moved, with their new versions."""
+
+    def __init__(
+        self,
+        *,
+        sequence: _builtins.int = ...,
+        changes: _abc.Iterable[Global___CampaignDataVersion] | None = ...,
+        renewal: _builtins.int = ...,
+        lease_ms: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["changes", b"changes", "lease_ms", b"lease_ms", "renewal", b"renewal", "sequence", b"sequence"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DataVersionsNotice: _TypeAlias = DataVersionsNotice  # noqa: Y015
+
+@_typing.final
 class GetTimeseriesRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

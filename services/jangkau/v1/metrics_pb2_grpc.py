@@ -56,6 +56,11 @@ class MetricsServiceStub:
                 request_serializer=jangkau_dot_v1_dot_metrics__pb2.GetArmStatsRequest.SerializeToString,
                 response_deserializer=jangkau_dot_v1_dot_metrics__pb2.GetArmStatsResponse.FromString,
                 _registered_method=True)
+        self.WatchDataVersions = channel.stream_stream(
+                '/jangkau.v1.MetricsService/WatchDataVersions',
+                request_serializer=jangkau_dot_v1_dot_metrics__pb2.WatchDataVersionsRequest.SerializeToString,
+                response_deserializer=jangkau_dot_v1_dot_metrics__pb2.DataVersionsNotice.FromString,
+                _registered_method=True)
         self.GetTimeseries = channel.unary_unary(
                 '/jangkau.v1.MetricsService/GetTimeseries',
                 request_serializer=jangkau_dot_v1_dot_metrics__pb2.GetTimeseriesRequest.SerializeToString,
@@ -114,6 +119,21 @@ class MetricsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WatchDataVersions(self, request_iterator, context):
+        """Pushes the caller's tenant's data version changes (see
+        GetArmStatsResponse.data_version) to a client that keeps answers labelled
+        with versions, so that it need not ask whether each is still current. While
+        the client holds a lease, a write is acknowledged only after the client has
+        applied the notice of the change it made, or once the lease has run out:
+        a client that trusts its answers only under a lease never serves one that a
+        write acknowledged before has made stale. The client renews the lease, and
+        acknowledges notices, on the request stream. At most a few watches are open
+        at once (RESOURCE_EXHAUSTED beyond: the client asks per answer instead).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def GetTimeseries(self, request, context):
         """Metrics over time, by arm, platform or audience, hourly or daily.
         """
@@ -150,6 +170,11 @@ def add_MetricsServiceServicer_to_server(servicer, server):
                     servicer.GetArmStats,
                     request_deserializer=jangkau_dot_v1_dot_metrics__pb2.GetArmStatsRequest.FromString,
                     response_serializer=jangkau_dot_v1_dot_metrics__pb2.GetArmStatsResponse.SerializeToString,
+            ),
+            'WatchDataVersions': grpc.stream_stream_rpc_method_handler(
+                    servicer.WatchDataVersions,
+                    request_deserializer=jangkau_dot_v1_dot_metrics__pb2.WatchDataVersionsRequest.FromString,
+                    response_serializer=jangkau_dot_v1_dot_metrics__pb2.DataVersionsNotice.SerializeToString,
             ),
             'GetTimeseries': grpc.unary_unary_rpc_method_handler(
                     servicer.GetTimeseries,
@@ -272,6 +297,33 @@ class MetricsService:
             '/jangkau.v1.MetricsService/GetArmStats',
             jangkau_dot_v1_dot_metrics__pb2.GetArmStatsRequest.SerializeToString,
             jangkau_dot_v1_dot_metrics__pb2.GetArmStatsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchDataVersions(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_stream(
+            request_iterator,
+            target,
+            '/jangkau.v1.MetricsService/WatchDataVersions',
+            jangkau_dot_v1_dot_metrics__pb2.WatchDataVersionsRequest.SerializeToString,
+            jangkau_dot_v1_dot_metrics__pb2.DataVersionsNotice.FromString,
             options,
             channel_credentials,
             insecure,

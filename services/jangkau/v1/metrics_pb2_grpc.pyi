@@ -61,6 +61,17 @@ class MetricsServiceStub:
     """
     GetArmStats: _grpc.UnaryUnaryMultiCallable[_metrics_pb2.GetArmStatsRequest, _metrics_pb2.GetArmStatsResponse]
     """Per-arm sufficient statistics over a window, for the allocator."""
+    WatchDataVersions: _grpc.StreamStreamMultiCallable[_metrics_pb2.WatchDataVersionsRequest, _metrics_pb2.DataVersionsNotice]
+    """Pushes the caller's tenant's data version changes (see
+    GetArmStatsResponse.data_version) to a client that keeps answers labelled
+    with versions, so that it need not ask whether each is still current. While
+    the client holds a lease, a write is acknowledged only after the client has
+    applied the notice of the change it made, or once the lease has run out:
+    a client that trusts its answers only under a lease never serves one that a
+    write acknowledged before has made stale. The client renews the lease, and
+    acknowledges notices, on the request stream. At most a few watches are open
+    at once (RESOURCE_EXHAUSTED beyond: the client asks per answer instead).
+    """
     GetTimeseries: _grpc.UnaryUnaryMultiCallable[_metrics_pb2.GetTimeseriesRequest, _metrics_pb2.GetTimeseriesResponse]
     """Metrics over time, by arm, platform or audience, hourly or daily."""
     GetCampaignSummary: _grpc.UnaryUnaryMultiCallable[_metrics_pb2.GetCampaignSummaryRequest, _metrics_pb2.CampaignSummary]
@@ -97,6 +108,17 @@ class MetricsServiceAsyncStub(MetricsServiceStub):
     """
     GetArmStats: _aio.UnaryUnaryMultiCallable[_metrics_pb2.GetArmStatsRequest, _metrics_pb2.GetArmStatsResponse]  # type: ignore[assignment]
     """Per-arm sufficient statistics over a window, for the allocator."""
+    WatchDataVersions: _aio.StreamStreamMultiCallable[_metrics_pb2.WatchDataVersionsRequest, _metrics_pb2.DataVersionsNotice]  # type: ignore[assignment]
+    """Pushes the caller's tenant's data version changes (see
+    GetArmStatsResponse.data_version) to a client that keeps answers labelled
+    with versions, so that it need not ask whether each is still current. While
+    the client holds a lease, a write is acknowledged only after the client has
+    applied the notice of the change it made, or once the lease has run out:
+    a client that trusts its answers only under a lease never serves one that a
+    write acknowledged before has made stale. The client renews the lease, and
+    acknowledges notices, on the request stream. At most a few watches are open
+    at once (RESOURCE_EXHAUSTED beyond: the client asks per answer instead).
+    """
     GetTimeseries: _aio.UnaryUnaryMultiCallable[_metrics_pb2.GetTimeseriesRequest, _metrics_pb2.GetTimeseriesResponse]  # type: ignore[assignment]
     """Metrics over time, by arm, platform or audience, hourly or daily."""
     GetCampaignSummary: _aio.UnaryUnaryMultiCallable[_metrics_pb2.GetCampaignSummaryRequest, _metrics_pb2.CampaignSummary]  # type: ignore[assignment]
@@ -154,6 +176,23 @@ class MetricsServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_metrics_pb2.GetArmStatsResponse, _abc.Awaitable[_metrics_pb2.GetArmStatsResponse]]:
         """Per-arm sufficient statistics over a window, for the allocator."""
+
+    @_abc_1.abstractmethod
+    def WatchDataVersions(
+        self,
+        request_iterator: _MaybeAsyncIterator[_metrics_pb2.WatchDataVersionsRequest],
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_metrics_pb2.DataVersionsNotice], _abc.AsyncIterator[_metrics_pb2.DataVersionsNotice]]:
+        """Pushes the caller's tenant's data version changes (see
+        GetArmStatsResponse.data_version) to a client that keeps answers labelled
+        with versions, so that it need not ask whether each is still current. While
+        the client holds a lease, a write is acknowledged only after the client has
+        applied the notice of the change it made, or once the lease has run out:
+        a client that trusts its answers only under a lease never serves one that a
+        write acknowledged before has made stale. The client renews the lease, and
+        acknowledges notices, on the request stream. At most a few watches are open
+        at once (RESOURCE_EXHAUSTED beyond: the client asks per answer instead).
+        """
 
     @_abc_1.abstractmethod
     def GetTimeseries(

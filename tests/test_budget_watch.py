@@ -1,0 +1,143 @@
+"""Budget reuses a metrics snapshot without asking metrics while its data version
+watch holds a lease, and never a stale one: on real servers, a report acknowledged
+before an Allocate is in that Allocate's split, also when another watcher of the
+tenant stops answering, and when metrics restarts."""
+
+from __future__ import annotations
+
+import logging
+import queue
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from jangkau.runtime.server import RunningServer
+from jangkau.runtime.times import to_timestamp
+from jangkau.v1 import budget_pb2, metrics_pb2
+from tests import test_budget_support as support
+from tests.test_budget_support import (
+    RUPIAH,
+    Stack,
+    create,
+    demographic_audience,
+    in_flight,
+    ingest,
+    md,
+    report,
+    wire_campaign,
+)
+
+stack = support.stack
+
+# How long a watch may take to be granted its first lease.
+SETTLE_SECONDS = 10.0
+
+
+@pytest.fixture
+def arm_stats_calls(caplog: pytest.LogCaptureFixture) -> Iterator[list[logging.LogRecord]]:
+    """The GetArmStats calls metrics serves (its RPC log lines, at DEBUG when they succeed)."""
+    caplog.set_level(logging.DEBUG, logger="jangkau.rpc")
+
+    def calls() -> list[logging.LogRecord]:
+        return [
+            r
+            for r in caplog.records
+            if r.name == "jangkau.rpc"
+            and str(getattr(r, "fields", {}).get("method", "")).endswith("/GetArmStats")
+        ]
+
+    yield calls  # type: ignore[misc]
+
+
+def allocate(stack: Stack, campaign_id: str) -> budget_pb2.Allocation:
+    return stack.budget_stub().Allocate(
+        budget_pb2.AllocateRequest(campaign_id=campaign_id, as_of=to_timestamp(in_flight(20))),
+        metadata=md(),
+        timeout=10,
+    )
+
+
+def settled(stack: Stack, campaign_id: str, calls) -> budget_pb2.Allocation:  # type: ignore[no-untyped-def]
+    """Allocates until an Allocate is answered without asking metrics (the watch's
+    lease runs); fails if that never happens."""
+    deadline = time.monotonic() + SETTLE_SECONDS
+    while time.monotonic() < deadline:
+        before = len(calls())
+        got = allocate(stack, campaign_id)
+        if len(calls()) == before:
+            return got
+        time.sleep(0.05)
+    pytest.fail("every Allocate asked metrics: the data version watch never held a lease")
+
+
+def watched_campaign(stack: Stack, calls) -> budget_pb2.Campaign:  # type: ignore[no-untyped-def]
+    """A campaign with ten hours of reports, allocated until the watch holds a lease."""
+    c = create(stack, wire_campaign([demographic_audience(stack)]))
+    ingest(stack, [report(c, "meta-0", in_flight(h), RUPIAH, 2) for h in range(10)])
+    settled(stack, c.id, calls)
+    return c
+
+
+def test_an_unchanged_campaign_is_allocated_without_asking_metrics(
+    stack: Stack,
+    arm_stats_calls,
+):
+    c = watched_campaign(stack, arm_stats_calls)
+    first = settled(stack, c.id, arm_stats_calls)
+    before = len(arm_stats_calls())
+    assert [allocate(stack, c.id) for _ in range(5)] == [first] * 5
+    assert len(arm_stats_calls()) == before
+    assert first.spend_to_date_micros == 10 * RUPIAH
+
+
+def test_a_report_acknowledged_before_an_allocate_is_in_its_split(
+    stack: Stack,
+    arm_stats_calls,
+):
+    c = watched_campaign(stack, arm_stats_calls)
+    for hour in range(12, 17):
+        ingest(stack, [report(c, "google-0", in_flight(hour), 5 * RUPIAH, 1)])
+        before = len(arm_stats_calls())
+        got = allocate(stack, c.id)
+        assert got.spend_to_date_micros == (10 + 5 * (hour - 11)) * RUPIAH
+        # The watch told budget of the write: it asked metrics once, for the new data.
+        assert len(arm_stats_calls()) == before + 1
+
+
+def test_a_watcher_that_stops_answering_delays_writes_but_nothing_goes_stale(
+    stack: Stack,
+    arm_stats_calls,
+):
+    c = watched_campaign(stack, arm_stats_calls)
+    # A second watcher of the tenant takes a lease, then never applies a notice.
+    requests: queue.Queue[metrics_pb2.WatchDataVersionsRequest | None] = queue.Queue()
+    requests.put(metrics_pb2.WatchDataVersionsRequest(renewal=1))
+    silent = stack.metrics_stub().WatchDataVersions(
+        iter(requests.get, None), metadata=md(), timeout=30
+    )
+    assert next(silent).renewal == 1
+    try:
+        ingest(stack, [report(c, "google-0", in_flight(12), 5 * RUPIAH, 1)])
+        assert allocate(stack, c.id).spend_to_date_micros == 15 * RUPIAH
+        # Its lease has run out: writes no longer wait for it.
+        ingest(stack, [report(c, "google-0", in_flight(13), 5 * RUPIAH, 1)])
+        assert allocate(stack, c.id).spend_to_date_micros == 20 * RUPIAH
+    finally:
+        requests.put(None)
+        silent.cancel()
+
+
+def test_a_metrics_restart_ends_the_lease_and_nothing_goes_stale(
+    stack: Stack,
+    arm_stats_calls,
+):
+    c = watched_campaign(stack, arm_stats_calls)
+    settings = stack.metrics.settings
+    stack.metrics.stop(grace=0.5)
+    stack.metrics = RunningServer(stack.metrics.definition, settings)
+    stack.metrics.start()
+    ingest(stack, [report(c, "google-0", in_flight(12), 5 * RUPIAH, 1)])
+    assert allocate(stack, c.id).spend_to_date_micros == 15 * RUPIAH
+    # And the watch comes back.
+    assert settled(stack, c.id, arm_stats_calls).spend_to_date_micros == 15 * RUPIAH
