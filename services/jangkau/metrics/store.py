@@ -24,7 +24,10 @@ queries to the row groups of the hours they touch.
 Uniqueness of `report_key` is kept by the store, not by a DuckDB PRIMARY KEY:
 each batch is classified against the stored versions of its keys with one
 semi-join inside the single write transaction (writes are serialised), then new
-keys are appended and newer versions update in place. An ART index on the fact
+keys are appended and newer versions update in place. Rows of fresh hours skip
+the semi-join: the store remembers, per arm, a key no stored key of the arm
+exceeds (`StoredKeyMarks`), and hour-major keys put an arm's next hour above it
+however campaigns and platforms interleave. An ART index on the fact
 table would cost more than the rest of the ingest path together (it caps a raw
 Arrow insert near half a million rows a second, see bench/ingest.py), and DuckLake, the planned
 backend for several writers, has no primary keys at all, so the rule has to live
@@ -261,6 +264,42 @@ def report_keys(arm_ref: np.ndarray, hour_us: np.ndarray, window_ref: np.ndarray
     return ((hour_us // HOUR_US) << HOUR_SHIFT) | (arm_ref << ARM_SHIFT) | window_ref
 
 
+class StoredKeyMarks:
+    """Per arm, a report key that no stored key of the arm exceeds: a row whose key
+    is above its arm's mark is not stored yet, and needs no lookup.
+
+    An arm's mark is the larger of the largest key stored when the store opened
+    (one bound for every arm: no aggregate over the whole table at open) and the
+    largest key of the arm this process has committed since. Within one arm keys
+    order by (hour, window), so the arm's next hour is above its mark whatever
+    other arms wrote meanwhile; after a restart an arm pays the lookup until it
+    reports past the hours stored at open. Marks only grow, which keeps them true
+    (deleting rows would too) as long as this process is the file's only writer
+    and moves them after each commit, before another write reads them. Memory:
+    one int64 per arm_ref up to the largest seen."""
+
+    def __init__(self, stored_max_key: int | None) -> None:
+        self._floor = np.iinfo(np.int64).min if stored_max_key is None else stored_max_key
+        self._marks = np.full(0, self._floor, dtype=np.int64)
+
+    def above(self, arm_ref: np.ndarray, keys: np.ndarray) -> np.ndarray:
+        """Which rows have a key above their arm's mark."""
+        self._grow(int(arm_ref.max()))
+        return keys > self._marks[arm_ref]
+
+    def advance(self, arm_ref: np.ndarray, keys: np.ndarray) -> None:
+        """Takes in keys that a committed transaction stored."""
+        self._grow(int(arm_ref.max()))
+        np.maximum.at(self._marks, arm_ref, keys)
+
+    def _grow(self, arm_ref: int) -> None:
+        if arm_ref >= len(self._marks):
+            size = max(arm_ref + 1, 2 * len(self._marks))
+            grown = np.full(size, self._floor, dtype=np.int64)
+            grown[: len(self._marks)] = self._marks
+            self._marks = grown
+
+
 class DuckDBMetricsStore:
     """MetricsStore on one DuckDB file. This process must be the file's only
     writer: the campaign cache below is invalidated only by this process's writes."""
@@ -295,12 +334,12 @@ class DuckDBMetricsStore:
                 int(r[0])
                 for r in cur.execute("SELECT DISTINCT arm_ref FROM conversion_events").fetchall()
             }
-            # The largest stored report key: a batch entirely above it is all new.
-            self._max_key: int = int(
-                cur.execute("SELECT coalesce(max(report_key), -1) FROM hourly_reports").fetchall()[
-                    0
-                ][0]
-            )
+            stored_max_key = cur.execute("SELECT max(report_key) FROM hourly_reports").fetchall()
+        self._marks = StoredKeyMarks(stored_max_key[0][0])
+        # Report writes hold it from their lookup until the marks and the window
+        # names have moved after the commit: a write reading them in between would
+        # take stored keys for new, or add a window name twice.
+        self._ingest_lock = threading.Lock()
 
     # ------------------------------------------------------------ campaigns
 
@@ -432,65 +471,81 @@ class DuckDBMetricsStore:
         versions = reports.column("version").cast(pa.int64()).to_numpy()
         windows = reports.column("attribution_window").combine_chunks()
         names = pc.unique(windows).to_pylist()
-        with self._db.transaction() as cur:
-            refs, new_windows = self._window_refs(cur, names)
-            window_ref = np.asarray(refs, dtype=np.int64)[
-                pc.index_in(windows, value_set=pa.array(names, pa.string())).to_numpy()
-            ]
-            keys = report_keys(arm_ref, hour_us, window_ref)
-            rows = pa.table(
-                {
-                    "report_key": keys,
-                    "arm_ref": pa.array(arm_ref, pa.int32()),
-                    "window_ref": pa.array(window_ref, pa.int16()),
-                    "hour": reports.column("hour"),
-                    **{name: reports.column(name) for name in _REPORT_VALUES},
-                }
-            )
-            with self._registered(cur, rows) as batch:
-                if keys.min() > self._max_key:
-                    # Hours after every stored one (the usual case, keys being hour-major):
-                    # nothing of the batch can be stored yet.
-                    stored = {"report_key": _NO_KEYS, "version": _NO_KEYS}
-                else:
-                    # Dynamic min/max and bloom filters from the batch's keys keep this
-                    # scan to the row groups of the batch's hours.
-                    stored = cur.sql(
-                        f"""
-                        SELECT r.report_key, epoch_us(r.version) AS version
-                        FROM hourly_reports r SEMI JOIN {batch} b ON r.report_key = b.report_key
-                        """
-                    ).fetchnumpy()
-                plan = domain.plan_upsert(keys, versions, stored["report_key"], stored["version"])
-                if plan.insert_rows.size == n:
-                    cur.execute(f"INSERT INTO hourly_reports SELECT * FROM {batch}")
-            if 0 < plan.insert_rows.size < n:
-                with self._registered(cur, rows.take(plan.insert_rows)) as fresh:
-                    cur.execute(f"INSERT INTO hourly_reports SELECT * FROM {fresh}")
-            if plan.replace_rows.size:
-                assignments = ", ".join(f"{c} = s.{c}" for c in _REPORT_VALUES)
-                with self._registered(cur, rows.take(plan.replace_rows)) as restated:
-                    cur.execute(
-                        f"""
-                        UPDATE hourly_reports AS r SET {assignments}
-                        FROM {restated} s WHERE r.report_key = s.report_key
-                        """
+        with self._ingest_lock:
+            with self._db.transaction() as cur:
+                refs, new_windows = self._window_refs(cur, names)
+                window_ref = np.asarray(refs, dtype=np.int64)[
+                    pc.index_in(windows, value_set=pa.array(names, pa.string())).to_numpy()
+                ]
+                keys = report_keys(arm_ref, hour_us, window_ref)
+                rows = pa.table(
+                    {
+                        "report_key": keys,
+                        "arm_ref": pa.array(arm_ref, pa.int32()),
+                        "window_ref": pa.array(window_ref, pa.int16()),
+                        "hour": reports.column("hour"),
+                        **{name: reports.column(name) for name in _REPORT_VALUES},
+                    }
+                )
+                with self._registered(cur, rows) as batch:
+                    stored = self._stored_versions(
+                        cur, batch, keys, self._marks.above(arm_ref, keys)
                     )
-            defaults = self._set_default_windows(cur, arm_ref, window_ref, plan)
-        # Caches change only once the transaction has committed.
-        written = np.concatenate([plan.insert_rows, plan.replace_rows])
-        with self._cache_lock:
-            self._windows.update(new_windows)
-            self._windowless.difference_update(defaults)
-            self._max_key = max(self._max_key, int(keys.max()))
-            self._log_changes(arm_ref[written], hour_us[written])
+                    plan = domain.plan_upsert(
+                        keys, versions, stored["report_key"], stored["version"]
+                    )
+                    if plan.insert_rows.size == n:
+                        cur.execute(f"INSERT INTO hourly_reports SELECT * FROM {batch}")
+                if 0 < plan.insert_rows.size < n:
+                    with self._registered(cur, rows.take(plan.insert_rows)) as fresh:
+                        cur.execute(f"INSERT INTO hourly_reports SELECT * FROM {fresh}")
+                if plan.replace_rows.size:
+                    assignments = ", ".join(f"{c} = s.{c}" for c in _REPORT_VALUES)
+                    with self._registered(cur, rows.take(plan.replace_rows)) as restated:
+                        cur.execute(
+                            f"""
+                            UPDATE hourly_reports AS r SET {assignments}
+                            FROM {restated} s WHERE r.report_key = s.report_key
+                            """
+                        )
+                defaults = self._set_default_windows(cur, arm_ref, window_ref, plan)
+            # Marks and caches change only once the transaction has committed, and
+            # before the next write reads them.
+            self._marks.advance(arm_ref, keys)
+            written = np.concatenate([plan.insert_rows, plan.replace_rows])
+            with self._cache_lock:
+                self._windows.update(new_windows)
+                self._windowless.difference_update(defaults)
+                self._log_changes(arm_ref[written], hour_us[written])
         if defaults:
             self._forget_arms(defaults)
         if len(batches) == 1:
             return [plan.counts]
-        batch = np.repeat(np.arange(len(batches)), [b.num_rows for b in batches])
-        per_batch = np.bincount(batch * 4 + plan.outcome, minlength=4 * len(batches))
+        batch_of_row = np.repeat(np.arange(len(batches)), [b.num_rows for b in batches])
+        per_batch = np.bincount(batch_of_row * 4 + plan.outcome, minlength=4 * len(batches))
         return [IngestCounts(*row) for row in per_batch.reshape(-1, 4).tolist()]
+
+    def _stored_versions(
+        self, cur: duckdb.DuckDBPyConnection, batch: str, keys: np.ndarray, above_marks: np.ndarray
+    ) -> dict[str, np.ndarray]:
+        """The stored (report_key, version) of the batch's keys, looked up only for
+        the rows not above their arm's mark."""
+        if above_marks.all():
+            return {"report_key": _NO_KEYS, "version": _NO_KEYS}
+        if not above_marks.any():
+            return self._versions_of(cur, batch)
+        with self._registered(cur, pa.table({"report_key": keys[~above_marks]})) as older:
+            return self._versions_of(cur, older)
+
+    def _versions_of(self, cur: duckdb.DuckDBPyConnection, lookup: str) -> dict[str, np.ndarray]:
+        # Dynamic min/max and bloom filters from the looked-up keys keep this scan
+        # to the row groups of their hours.
+        return cur.sql(
+            f"""
+            SELECT r.report_key, epoch_us(r.version) AS version
+            FROM hourly_reports r SEMI JOIN {lookup} b ON r.report_key = b.report_key
+            """
+        ).fetchnumpy()
 
     def _window_refs(
         self, cur: duckdb.DuckDBPyConnection, names: list[str]
