@@ -12,7 +12,9 @@ import pytest
 from jangkau.budget.policy import KAPPA_GRID_MICROS
 from jangkau.metrics import store as store_module
 from jangkau.metrics import synthetic
-from jangkau.metrics.service import MetricsService
+from jangkau.metrics.domain import Metric
+from jangkau.metrics.hourly import HourlyDeliveryCache
+from jangkau.metrics.service import HOURLY_CAPACITY_CELLS, MetricsService
 from jangkau.runtime.times import to_timestamp
 from jangkau.v1 import common_pb2, metrics_pb2, metrics_pb2_grpc
 from tests.test_metrics_support import (
@@ -271,7 +273,7 @@ def test_arm_stats_see_a_restatement_of_a_day_already_asked_about(stub) -> None:
 def test_arm_stats_start_afresh_when_the_change_log_no_longer_reaches_back(
     tmp_path, monkeypatch
 ) -> None:
-    monkeypatch.setattr(store_module, "CHANGE_LOG_PAIRS", 2)
+    monkeypatch.setattr(store_module, "CHANGE_LOG_ROWS", 2)
     service = MetricsService(store_module.DuckDBMetricsStore(tmp_path / "m.duckdb"))
     start = datetime(2024, 10, 1, tzinfo=UTC)
     c = synthetic.campaign("cmp_log", arms=2, hours=24 * 5, start=start)
@@ -294,6 +296,35 @@ def test_arm_stats_start_afresh_when_the_change_log_no_longer_reaches_back(
             "alpha", c.campaign_id, start, end, include_series=True
         ).stats.spend_micros
         assert after.tolist() == direct.tolist() != before.tolist()
+    finally:
+        service.store.close()
+
+
+def test_an_hour_restated_twice_between_reads_shows_its_latest_figures(tmp_path) -> None:
+    """The hourly delivery kept in memory takes in the rows written since it was read;
+    when one hour was written more than once meanwhile, the last write holds."""
+    service = MetricsService(store_module.DuckDBMetricsStore(tmp_path / "m.duckdb"))
+    start = datetime(2024, 10, 1, tzinfo=UTC)
+    c = synthetic.campaign("cmp_twice", arms=3, hours=24 * 3, start=start)
+    service.register("alpha", c)
+    end = start + timedelta(hours=30)
+    metrics = [Metric.SPEND, Metric.CONVERSIONS]
+
+    def series(**options: object) -> list[list[float]]:
+        got = service.timeseries("alpha", c.campaign_id, start, end, metrics, **options)
+        return [values.tolist() for values in got.values]
+
+    try:
+        service.ingest_reports("alpha", synthetic.hourly_reports(c, 0, 30, seed=1))
+        first = series()
+        for seed, lag in ((2, 5), (3, 9)):  # hour 7 restated twice, later versions
+            service.ingest_reports(
+                "alpha",
+                synthetic.hourly_reports(c, 7, 1, seed=seed, version_lag=timedelta(hours=lag)),
+            )
+        from_memory = series()
+        service.hourly = HourlyDeliveryCache(service.store, HOURLY_CAPACITY_CELLS)
+        assert from_memory == series() != first
     finally:
         service.store.close()
 

@@ -1129,6 +1129,11 @@ class BucketSums:
     def __len__(self) -> int:
         return len(self.arm)
 
+    @classmethod
+    def empty(cls) -> BucketSums:
+        i = np.zeros(0, dtype=np.int64)
+        return cls(i, i, DeliverySums(i, i, i, i, np.zeros(0), i))
+
     def take(self, rows: np.ndarray) -> BucketSums:
         return BucketSums(self.arm[rows], self.bucket_us[rows], self.sums.take(rows))
 
@@ -1140,6 +1145,15 @@ class BucketSums:
             np.concatenate([p.bucket_us for p in parts]),
             DeliverySums(*[np.concatenate(c) for c in columns]),
         )
+
+    def updated(self, written: BucketSums) -> BucketSums:
+        """Of hourly sums, these with the hours `written` (one entry per arm-hour, the
+        values now stored) put in place of what they held."""
+        if not len(written):
+            return self
+        held = (self.arm << 40) | (self.bucket_us // HOUR_US)
+        kept = ~np.isin(held, (written.arm << 40) | (written.bucket_us // HOUR_US))
+        return BucketSums.concatenate([self.take(kept), written])
 
     def hours(self, first_hour: int, stop_hour: int, daily: bool) -> BucketSums:
         """Of hourly sums, those of hours [first_hour, stop_hour), per hour or

@@ -3,14 +3,13 @@ timeseries and summaries that dashboards ask right after each report batch.
 
 Per (tenant, campaign, attribution window) the cache holds the delivery sums of
 every stored hour of the campaign's arms. A read first asks the store's change
-log which (arm, UTC day) pairs were written since the cache last looked, drops
-the campaign's hours of those days and reads just those days again (usually the
-day of the newest hour), so an hourly report batch costs one query of a day, not
-a reading of the whole flight. A campaign whose arms changed (or whose arms'
-default windows did) is read whole again, as is every campaign once the log no
-longer reaches back far enough. As in `day_stats`, the change sequence is taken
-before reading, so a write committed meanwhile is read again next time, never
-missed.
+log for the reports of the campaign's arms written since the cache last looked,
+with the values they stored, and puts them in place, so an hourly report batch
+costs no query at all. A campaign whose arms changed (or whose arms' default
+windows did) is read whole again, as is every campaign once the log no longer
+reaches back far enough. As in `day_stats`, the change sequence is taken before
+reading, so a write committed meanwhile is applied again next time (the same
+values), never missed.
 """
 
 from __future__ import annotations
@@ -21,17 +20,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from jangkau.metrics.domain import (
-    ALL_HOURS,
-    DAY_US,
-    HOUR_US,
-    BucketSums,
-    RegisteredCampaign,
-    consecutive_runs,
-)
+from jangkau.metrics.domain import ALL_HOURS, BucketSums, RegisteredCampaign
 from jangkau.metrics.store import MetricsStore
-
-HOURS_PER_DAY = DAY_US // HOUR_US
 
 
 @dataclass
@@ -56,32 +46,19 @@ class HourlyDeliveryCache:
         entry = self._entry((tenant, registered.campaign_id, window), registered)
         with entry.lock:
             sequence = self.store.change_sequence()  # before reading: see the docstring
-            days = self.store.changed_days(entry.sequence, entry.arm_refs)
-            if entry.sums is None or days is None:
+            written = (
+                None
+                if entry.sums is None
+                else self.store.changed_hours(entry.sequence, registered, window)
+            )
+            if entry.sums is None or written is None:
                 entry.sums = self.store.bucket_sums(registered, *ALL_HOURS, window, daily=False)
-            elif len(days):
-                entry.sums = self._reread(entry.sums, registered, window, days)
+            else:
+                entry.sums = entry.sums.updated(written)
             entry.sequence = sequence
             sums = entry.sums
         self._trim()
         return sums
-
-    def _reread(
-        self, sums: BucketSums, registered: RegisteredCampaign, window: str, days: np.ndarray
-    ) -> BucketSums:
-        """`sums` with the hours of `days` read again from the store."""
-        parts = [sums.take(~np.isin(sums.bucket_us // DAY_US, days))]
-        for first, last in consecutive_runs(days.tolist()):
-            parts.append(
-                self.store.bucket_sums(
-                    registered,
-                    first * HOURS_PER_DAY,
-                    (last + 1) * HOURS_PER_DAY,
-                    window,
-                    daily=False,
-                )
-            )
-        return BucketSums.concatenate(parts)
 
     def _entry(self, key: tuple[str, str, str], registered: RegisteredCampaign) -> _Hours:
         with self._lock:

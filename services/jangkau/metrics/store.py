@@ -62,6 +62,7 @@ import threading
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Protocol
@@ -87,8 +88,8 @@ from jangkau.runtime.errors import FailedPrecondition
 from jangkau.runtime.store import Database
 
 CHECKPOINT_THRESHOLD = "256MB"
-# (arm, day) pairs the change log keeps; older changes make caches start afresh.
-CHANGE_LOG_PAIRS = 1_000_000
+# Report rows the change log keeps; older changes make caches start afresh.
+CHANGE_LOG_ROWS = 1_000_000
 # Bit layout of report_key (see the module docstring).
 ARM_SHIFT = 12
 HOUR_SHIFT = 40
@@ -207,6 +208,15 @@ class MetricsStore(Protocol):
         written after `sequence`; None when the log no longer reaches back so far."""
         ...
 
+    def changed_hours(
+        self, sequence: int, registered: RegisteredCampaign, window: str
+    ) -> BucketSums | None:
+        """The reports of the campaign's arms in `window` (empty: each arm's default)
+        written after `sequence`, with the values now stored: one entry per (arm
+        position, hour), as bucket_sums answers hours. None when the log no longer
+        reaches back so far."""
+        ...
+
     def bucket_sums(
         self,
         registered: RegisteredCampaign,
@@ -311,10 +321,10 @@ class DuckDBMetricsStore:
             cur.execute("SET GLOBAL TimeZone = 'UTC'")
         self._cache: dict[tuple[str, str], RegisteredCampaign] = {}
         self._cache_lock = threading.Lock()
-        # The change log: which (arm, day) pairs each report commit wrote, so that
-        # cached per-day statistics know what to recompute.
+        # The change log: what each report commit wrote, so that caches of the
+        # hourly delivery and per-day statistics know what changed.
         self._sequence = 0
-        self._log: deque[tuple[int, np.ndarray]] = deque()
+        self._log: deque[_Written] = deque()
         self._log_size = 0
         self._log_start = 0
         self._names = itertools.count()
@@ -516,7 +526,14 @@ class DuckDBMetricsStore:
             with self._cache_lock:
                 self._windows.update(new_windows)
                 self._windowless.difference_update(defaults)
-                self._log_changes(arm_ref[written], hour_us[written])
+                self._log_changes(
+                    arm_ref[written],
+                    window_ref[written],
+                    hour_us[written],
+                    _delivery({name: rows.column(name).to_numpy() for name in _SUMMED}).take(
+                        written
+                    ),
+                )
         if defaults:
             self._forget_arms(defaults)
         if len(batches) == 1:
@@ -725,31 +742,73 @@ class DuckDBMetricsStore:
         with self._cache_lock:
             return self._sequence
 
-    def changed_days(self, sequence: int, arm_refs: np.ndarray) -> np.ndarray | None:
+    def _written_since(self, sequence: int) -> list[_Written] | None:
+        """The log's entries after `sequence`, oldest first; None when it no longer
+        reaches back so far."""
         with self._cache_lock:
             if sequence < self._log_start:
                 return None
             # Newest last: walk back only over the entries after `sequence`.
-            pairs = list(
-                itertools.takewhile(lambda entry: entry[0] > sequence, reversed(self._log))
+            newest_first = list(
+                itertools.takewhile(lambda entry: entry.sequence > sequence, reversed(self._log))
             )
-        if not pairs:
-            return _NO_KEYS
-        packed = np.concatenate([p for _, p in pairs])  # arm_ref << 32 | day
-        return np.unique(packed[np.isin(packed >> 32, arm_refs)] & 0xFFFFFFFF)
+        return newest_first[::-1]
 
-    def _log_changes(self, arm_ref: np.ndarray, hour_us: np.ndarray) -> None:
-        """Records the (arm, day) pairs a commit wrote (call with the cache lock held)."""
+    def changed_days(self, sequence: int, arm_refs: np.ndarray) -> np.ndarray | None:
+        entries = self._written_since(sequence)
+        if entries is None:
+            return None
+        if not entries:
+            return _NO_KEYS
+        arm_ref = np.concatenate([e.arm_ref for e in entries])
+        day = np.concatenate([e.hour_us for e in entries]) // domain.DAY_US
+        return np.unique(day[np.isin(arm_ref, arm_refs)])
+
+    def changed_hours(
+        self, sequence: int, registered: RegisteredCampaign, window: str
+    ) -> BucketSums | None:
+        entries = self._written_since(sequence)
+        if entries is None:
+            return None
+        if not entries:
+            return BucketSums.empty()
+        selection = self._selection(registered, window)
+        arm_refs = np.asarray(selection["sel_arm_ref"], dtype=np.int64)
+        window_refs = np.asarray(selection["sel_window_ref"], dtype=np.int64)
+        arm_ref = np.concatenate([e.arm_ref for e in entries])
+        # Each row's arm position (a campaign's arm_refs are distinct), if selected.
+        sorter = np.argsort(arm_refs)
+        at = sorter[np.searchsorted(arm_refs, arm_ref, sorter=sorter).clip(max=len(arm_refs) - 1)]
+        selected = (arm_refs[at] == arm_ref) & (
+            window_refs[at] == np.concatenate([e.window_ref for e in entries])
+        )
+        arm = at[selected]
+        hour_us = np.concatenate([e.hour_us for e in entries])[selected]
+        sums = DeliverySums(
+            *[
+                np.concatenate(c)[selected]
+                for c in zip(*(e.sums.columns() for e in entries), strict=True)
+            ]
+        )
+        # A report written twice since: its latest values (entries are oldest first).
+        cell = (arm << 40) | (hour_us // HOUR_US)
+        _, first_of_reversed = np.unique(cell[::-1], return_index=True)
+        latest = len(cell) - 1 - first_of_reversed
+        return BucketSums(arm[latest], hour_us[latest], sums.take(latest))
+
+    def _log_changes(
+        self, arm_ref: np.ndarray, window_ref: np.ndarray, hour_us: np.ndarray, sums: DeliverySums
+    ) -> None:
+        """Records the rows a commit wrote (call with the cache lock held)."""
         self._sequence += 1
         if not len(arm_ref):
             return
-        pairs = np.unique((arm_ref << 32) | (hour_us // domain.DAY_US))
-        self._log.append((self._sequence, pairs))
-        self._log_size += len(pairs)
-        while self._log_size > CHANGE_LOG_PAIRS and len(self._log) > 1:
-            dropped_sequence, dropped = self._log.popleft()
-            self._log_size -= len(dropped)
-            self._log_start = dropped_sequence
+        self._log.append(_Written(self._sequence, arm_ref, window_ref, hour_us, sums))
+        self._log_size += len(arm_ref)
+        while self._log_size > CHANGE_LOG_ROWS and len(self._log) > 1:
+            dropped = self._log.popleft()
+            self._log_size -= len(dropped.arm_ref)
+            self._log_start = dropped.sequence
 
     def bucket_sums(
         self,
@@ -890,6 +949,28 @@ class DuckDBMetricsStore:
 
 def _hour_time(hour_number: int) -> datetime:
     return domain.from_us(hour_number * HOUR_US)
+
+
+@dataclass(frozen=True)
+class _Written:
+    """One report commit's rows (each key once, with the values it stored)."""
+
+    sequence: int
+    arm_ref: np.ndarray
+    window_ref: np.ndarray
+    hour_us: np.ndarray
+    sums: DeliverySums
+
+
+# The report columns DeliverySums adds up.
+_SUMMED = (
+    "spend_micros",
+    "impressions",
+    "reach",
+    "clicks",
+    "conversions",
+    "conversion_value_micros",
+)
 
 
 def _delivery(rows: dict[str, np.ndarray]) -> DeliverySums:
