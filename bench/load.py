@@ -2,11 +2,14 @@
 echo server, both measured in this run, on this machine, the same way (the same
 Locust user base, client stack, number of users and duration).
 
-    python bench/load.py [--seconds 60] [--users 20] [--without-feeds]
+    python bench/load.py [--seconds 60] [--users 20] [--rounds 4] [--without-feeds]
 
-Prints each phase's per-RPC table (throughput, p50, p95, failures) and the CPU
-each process used (cores, and CPU milliseconds per request, from /proc), the
-p95 of the read RPCs under the mixed load, and as last line
+The two phases take turns in `rounds` rounds (echo, then mixed, each for
+seconds/rounds), so that a machine whose speed drifts during the run (a shared
+host) slows both alike; each phase's figures pool its rounds. Prints each
+phase's per-RPC table (throughput, p50, p95, failures) and the CPU each process
+used (cores, and CPU milliseconds per request, from /proc), each round's ratio,
+the p95 of the read RPCs under the mixed load, and as last line
 
     load rps: mixed=<n> echo=<n> ratio=<r> failures=<n>
 
@@ -87,18 +90,27 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def with_cpu(pids: dict[str, int], run: Callable[[], LoadResult]) -> tuple[LoadResult, str]:
-    """Runs a phase; returns its result and a line of the CPU each process used
+def with_cpu(
+    pids: dict[str, int], run: Callable[[], LoadResult]
+) -> tuple[LoadResult, dict[str, float]]:
+    """Runs a phase; returns its result and the CPU seconds each process used
     meanwhile ("locust" is this process: the users and their client stack)."""
     before = {name: cpu_seconds(pid) for name, pid in pids.items()}
-    own, started = time.process_time(), time.monotonic()
+    own = time.process_time()
     result = run()
-    elapsed = time.monotonic() - started
     used = {"locust": time.process_time() - own}
     used.update({name: cpu_seconds(pid) - before[name] for name, pid in pids.items()})
-    cores = " ".join(f"{name}={seconds / elapsed:.2f}" for name, seconds in used.items())
+    return result, used
+
+
+def cpu_line(result: LoadResult, used: dict[str, float]) -> str:
+    cores = " ".join(f"{name}={seconds / result.seconds:.2f}" for name, seconds in used.items())
     per_request = sum(used.values()) * 1000 / max(result.requests, 1)
-    return result, f"cpu cores: {cores}; {per_request:.2f} ms of CPU per request"
+    return f"cpu cores: {cores}; {per_request:.2f} ms of CPU per request"
+
+
+def added(total: dict[str, float], more: dict[str, float]) -> dict[str, float]:
+    return {name: total.get(name, 0.0) + seconds for name, seconds in more.items()}
 
 
 def measure_echo(address: str, users: int, seconds: float) -> LoadResult:
@@ -114,41 +126,67 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=60.0, help="each phase (60)")
     parser.add_argument("--users", type=int, default=20, help="concurrent users (20)")
     parser.add_argument(
+        "--rounds", type=int, default=4, help="turns each phase takes, alternating (4)"
+    )
+    parser.add_argument(
         "--without-feeds",
         action="store_true",
         help="diagnostic: leave out the report feeds (no writes but the rebalances); "
         "the last line then says so",
     )
     args = parser.parse_args(argv)
+    if args.rounds < 1 or args.seconds <= 0:
+        parser.error("--rounds and --seconds must be positive")
+    turn = args.seconds / args.rounds
     user_classes = [u for u in USER_CLASSES if not (args.without_feeds and u.is_feed)]
 
+    echo_rounds: list[LoadResult] = []
+    mixed_rounds: list[LoadResult] = []
+    echo_cpu: dict[str, float] = {}
+    mixed_cpu: dict[str, float] = {}
     echo_server, echo_address = start_echo_server()
     try:
         with services() as target:
             world = prepare(target.addresses)
-            print(f"== echo: {args.users} users, {args.seconds:.0f} s", flush=True)
-            baseline, echo_cpu = with_cpu(
-                {"echo-server": echo_server.pid},
-                lambda: measure_echo(echo_address, args.users, args.seconds),
+            print(
+                f"{args.rounds} rounds of echo then mixed, {turn:.0f} s each, {args.users} users",
+                flush=True,
             )
-            print(format_table(baseline), flush=True)
-            print(echo_cpu, flush=True)
-            print(f"== mixed: {args.users} users, {args.seconds:.0f} s", flush=True)
-            mixed, mixed_cpu = with_cpu(
-                target.pids,
-                lambda: run_users(
-                    user_classes,
-                    users=args.users,
-                    seconds=args.seconds,
-                    setup=lambda environment: attach(environment, world),
-                ),
-            )
+            for number in range(1, args.rounds + 1):
+                echo_round, used = with_cpu(
+                    {"echo-server": echo_server.pid},
+                    lambda: measure_echo(echo_address, args.users, turn),
+                )
+                echo_rounds.append(echo_round)
+                echo_cpu = added(echo_cpu, used)
+                mixed_round, used = with_cpu(
+                    target.pids,
+                    lambda: run_users(
+                        user_classes,
+                        users=args.users,
+                        seconds=turn,
+                        setup=lambda environment: attach(environment, world),
+                    ),
+                )
+                mixed_rounds.append(mixed_round)
+                mixed_cpu = added(mixed_cpu, used)
+                print(
+                    f"round {number}: mixed={mixed_round.rps:.0f} echo={echo_round.rps:.0f} "
+                    f"ratio={mixed_round.rps / max(echo_round.rps, 1e-9):.2f}",
+                    flush=True,
+                )
     finally:
         echo_server.terminate()
         echo_server.wait(10)
+    baseline = LoadResult.merged(echo_rounds)
+    mixed = LoadResult.merged(mixed_rounds)
+    print(f"== echo: {args.users} users, {baseline.seconds:.0f} s")
+    print(format_table(baseline))
+    print(cpu_line(baseline, echo_cpu))
+    print(f"== mixed: {args.users} users, {mixed.seconds:.0f} s")
     reads = mixed.combined(READ_METHODS, "reads")
     print(format_table(mixed, [reads]))
-    print(mixed_cpu)
+    print(cpu_line(mixed, mixed_cpu))
     ratio = mixed.rps / baseline.rps if baseline.rps else 0.0
     failures = mixed.failures + baseline.failures
     print(f"reads p95 under mixed load: {reads.p95_ms:.0f} ms (target <= {READ_P95_TARGET_MS:.0f})")

@@ -105,6 +105,20 @@ class LoadResult:
     def total(self) -> RpcRow:
         return self.row(self.stats.total, "all")
 
+    @classmethod
+    def merged(cls, results: Sequence[LoadResult]) -> LoadResult:
+        """Several runs as one: their requests pooled per RPC, their times added."""
+        stats = RequestStats()
+        for result in results:
+            for entry in result.stats.entries.values():
+                stats.get(entry.name, entry.method).extend(entry)
+            stats.total.extend(result.stats.total)
+        return cls(
+            stats,
+            sum(r.seconds for r in results),
+            [e for r in results for e in r.task_errors],
+        )
+
 
 def run_users(
     user_classes: Sequence[type[User]],

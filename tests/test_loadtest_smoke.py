@@ -50,3 +50,26 @@ def test_a_short_load_test_calls_every_rpc_without_a_failure(tmp_path: Path) -> 
         assert rpc in rows, f"{rpc} never called:\n{output}"
         assert int(rows[rpc][1]) > 0, output
         assert rows[rpc][-1] == "0", f"{rpc} failed:\n{output}"
+
+
+@pytest.mark.slow
+def test_the_load_benchmark_alternates_its_phases_and_pools_them() -> None:
+    run = subprocess.run(
+        [sys.executable, "bench/load.py", "--seconds", "8", "--rounds", "2", "--users", "6"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    output = run.stdout + run.stderr
+    assert run.returncode == 0, output
+    lines = run.stdout.splitlines()
+    rounds = [line for line in lines if line.startswith("round ")]
+    assert [line.split(":")[0] for line in rounds] == ["round 1", "round 2"], output
+    # Each phase's table pools its two rounds of 4 s (and the users' stop grace).
+    phases = [line for line in lines if line.startswith("== ")]
+    assert phases[0].startswith("== echo") and phases[1].startswith("== mixed"), output
+    assert all(float(p.rsplit(",", 1)[1].split()[0]) >= 8 for p in phases), output
+    last = lines[-1].split()
+    assert last[:2] == ["load", "rps:"] and last[-1] == "failures=0", output
+    assert all(field.partition("=")[2] for field in last[2:]), output
