@@ -24,27 +24,28 @@ EVERY_RPC = (
 )
 
 
-@pytest.mark.slow
-def test_a_short_load_test_calls_every_rpc_without_a_failure(tmp_path: Path) -> None:
+def succeeded(*args: str) -> tuple[subprocess.CompletedProcess[str], str]:
+    """Runs this interpreter with `args` from the repository root; it must exit 0."""
     run = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "loadtests.run",
-            "--seconds",
-            "15",
-            "--users",
-            "8",
-            "--data-dir",
-            str(tmp_path / "data"),
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=240,
+        [sys.executable, *args], cwd=ROOT, capture_output=True, text=True, timeout=240
     )
     output = run.stdout + run.stderr
     assert run.returncode == 0, output
+    return run, output
+
+
+@pytest.mark.slow
+def test_a_short_load_test_calls_every_rpc_without_a_failure(tmp_path: Path) -> None:
+    run, output = succeeded(
+        "-m",
+        "loadtests.run",
+        "--seconds",
+        "15",
+        "--users",
+        "8",
+        "--data-dir",
+        str(tmp_path / "data"),
+    )
     rows = {line.split()[0]: line.split() for line in run.stdout.splitlines() if line.strip()}
     for rpc in EVERY_RPC:
         assert rpc in rows, f"{rpc} never called:\n{output}"
@@ -54,15 +55,7 @@ def test_a_short_load_test_calls_every_rpc_without_a_failure(tmp_path: Path) -> 
 
 @pytest.mark.slow
 def test_the_load_benchmark_alternates_its_phases_and_pools_them() -> None:
-    run = subprocess.run(
-        [sys.executable, "bench/load.py", "--seconds", "8", "--rounds", "2", "--users", "6"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=240,
-    )
-    output = run.stdout + run.stderr
-    assert run.returncode == 0, output
+    run, output = succeeded("bench/load.py", "--seconds", "8", "--rounds", "2", "--users", "6")
     lines = run.stdout.splitlines()
     rounds = [line for line in lines if line.startswith("round ")]
     assert [line.split(":")[0] for line in rounds] == ["round 1", "round 2"], output
