@@ -287,7 +287,10 @@ class AudienceService:
                     both = _both(checked[i], checked[j])
                     shared[i, j] = shared[j, i] = self._measures(both).voters
         counts = np.maximum(0, np.rint(shared)).astype(np.int64)
-        # Shared voters never exceed either audience (guards float rounding).
+        # Shared voters never exceed either audience. Besides float rounding, this
+        # guards the list model: the AND of two rules places people in several of
+        # their lists by those lists' shared region, where one rule alone spreads
+        # them over its own list's region (rules.memberships), which can count more.
         diagonal = np.diag(counts).copy()
         counts = np.minimum(counts, np.minimum(diagonal[:, None], diagonal[None, :]))
         return OverlapMatrix(
