@@ -69,3 +69,36 @@ def test_with_an_exporter_every_span_is_recorded_and_exported(tmp_path):
     exported = [json.loads(line)["name"] for line in path.read_text().splitlines()]
     # The SDK's default sampler follows a caller's decision not to sample.
     assert exported == ["root", "sampled"]
+
+
+METER_PROBE = """
+from opentelemetry import metrics
+from opentelemetry.sdk.metrics import MeterProvider
+from jangkau.runtime.telemetry import configure_telemetry, instruments
+configure_telemetry("probe")
+instruments().rpc_duration.record(1.0, {"rpc.method": "Probe"})
+provider = metrics.get_meter_provider()
+print(type(provider).__name__ if isinstance(provider, MeterProvider) else "none")
+"""
+
+
+def meter_provider(**env_extra: str) -> str:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    done = subprocess.run(
+        [sys.executable, "-c", METER_PROBE],
+        capture_output=True,
+        text=True,
+        env={**env, **env_extra},
+        timeout=60,
+        check=True,
+    )
+    return done.stdout.strip()
+
+
+def test_metrics_are_aggregated_only_for_an_exporter():
+    assert meter_provider() == "none"
+    # A collector nobody listens on: the process only has to set the exporter up.
+    with_collector = meter_provider(
+        OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:9", OTEL_METRIC_EXPORT_INTERVAL="600000"
+    )
+    assert with_collector == "MeterProvider"
