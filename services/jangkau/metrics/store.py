@@ -320,6 +320,8 @@ class DuckDBMetricsStore:
             cur.execute(f"SET GLOBAL checkpoint_threshold = '{CHECKPOINT_THRESHOLD}'")
             cur.execute("SET GLOBAL TimeZone = 'UTC'")
         self._cache: dict[tuple[str, str], RegisteredCampaign] = {}
+        # Moves on with every invalidation of `_cache`, under `_cache_lock`.
+        self._cache_generation = 0
         self._cache_lock = threading.Lock()
         # The change log: what each report commit wrote, so that caches of the
         # hourly delivery and per-day statistics know what changed.
@@ -354,6 +356,12 @@ class DuckDBMetricsStore:
     # ------------------------------------------------------------ campaigns
 
     def register_campaign(self, tenant: str, campaign: Campaign) -> bool:
+        # Report writes wait until the new arms are known to be windowless: one that
+        # ran in between would leave a new arm's default window to a later batch.
+        with self._ingest_lock:
+            return self._register(tenant, campaign)
+
+    def _register(self, tenant: str, campaign: Campaign) -> bool:
         with self._db.transaction() as cur:
             stored = self._load(cur, tenant, [campaign.campaign_id]).get(campaign.campaign_id)
             if stored is not None and stored.campaign.revision > campaign.revision:
@@ -408,6 +416,7 @@ class DuckDBMetricsStore:
                     )
         with self._cache_lock:
             self._cache.pop((tenant, campaign.campaign_id), None)
+            self._cache_generation += 1
             self._windowless.update(new_refs)
         return True
 
@@ -421,11 +430,16 @@ class DuckDBMetricsStore:
                     found[cid] = hit
         missing = wanted - found.keys()
         if missing:
+            with self._cache_lock:
+                generation = self._cache_generation
             with self._db.read() as cur:
                 loaded = self._load(cur, tenant, sorted(missing))
             with self._cache_lock:
-                for cid, registered in loaded.items():
-                    self._cache[(tenant, cid)] = registered
+                # Kept only if no campaign changed meanwhile: this read may predate the
+                # change, and would otherwise stay cached after its invalidation.
+                if self._cache_generation == generation:
+                    for cid, registered in loaded.items():
+                        self._cache[(tenant, cid)] = registered
             found.update(loaded)
         return found
 
@@ -632,6 +646,7 @@ class DuckDBMetricsStore:
             ]
             for key in stale:
                 del self._cache[key]
+            self._cache_generation += 1
 
     # --------------------------------------------------------------- events
 
