@@ -1049,6 +1049,11 @@ def day_sums(
 # ------------------------------------------------------- sums and ratios
 
 
+def arm_hours(arm: np.ndarray, hour_us: np.ndarray) -> np.ndarray:
+    """One number per (arm position, hour) pair, to match pairs across arrays."""
+    return (arm << 40) | (hour_us // HOUR_US)
+
+
 @dataclass(frozen=True)
 class DeliverySums:
     """Additive delivery figures; ratios are only ever computed from these."""
@@ -1151,8 +1156,9 @@ class BucketSums:
         values now stored) put in place of what they held."""
         if not len(written):
             return self
-        held = (self.arm << 40) | (self.bucket_us // HOUR_US)
-        kept = ~np.isin(held, (written.arm << 40) | (written.bucket_us // HOUR_US))
+        kept = ~np.isin(
+            arm_hours(self.arm, self.bucket_us), arm_hours(written.arm, written.bucket_us)
+        )
         return BucketSums.concatenate([self.take(kept), written])
 
     def hours(self, first_hour: int, stop_hour: int, daily: bool) -> BucketSums:

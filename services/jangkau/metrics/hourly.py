@@ -51,10 +51,10 @@ class HourlyDeliveryCache:
                 if entry.sums is None
                 else self.store.changed_hours(entry.sequence, registered, window)
             )
-            if entry.sums is None or written is None:
-                entry.sums = self.store.bucket_sums(registered, *ALL_HOURS, window, daily=False)
-            else:
+            if entry.sums is not None and written is not None:
                 entry.sums = entry.sums.updated(written)
+            else:
+                entry.sums = self.store.bucket_sums(registered, *ALL_HOURS, window, daily=False)
             entry.sequence = sequence
             sums = entry.sums
         self._trim()

@@ -62,7 +62,7 @@ import threading
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 from pathlib import Path
 from typing import Protocol
@@ -537,6 +537,7 @@ class DuckDBMetricsStore:
             # before the next write reads them.
             self._marks.advance(arm_ref, keys)
             written = np.concatenate([plan.insert_rows, plan.replace_rows])
+            stored = rows.take(written)
             with self._cache_lock:
                 self._windows.update(new_windows)
                 self._windowless.difference_update(defaults)
@@ -544,9 +545,7 @@ class DuckDBMetricsStore:
                     arm_ref[written],
                     window_ref[written],
                     hour_us[written],
-                    _delivery({name: rows.column(name).to_numpy() for name in _SUMMED}).take(
-                        written
-                    ),
+                    _delivery({name: stored.column(name).to_numpy() for name in _SUMMED}),
                 )
         if defaults:
             self._forget_arms(defaults)
@@ -806,7 +805,7 @@ class DuckDBMetricsStore:
             ]
         )
         # A report written twice since: its latest values (entries are oldest first).
-        cell = (arm << 40) | (hour_us // HOUR_US)
+        cell = domain.arm_hours(arm, hour_us)
         _, first_of_reversed = np.unique(cell[::-1], return_index=True)
         latest = len(cell) - 1 - first_of_reversed
         return BucketSums(arm[latest], hour_us[latest], sums.take(latest))
@@ -978,14 +977,7 @@ class _Written:
 
 
 # The report columns DeliverySums adds up.
-_SUMMED = (
-    "spend_micros",
-    "impressions",
-    "reach",
-    "clicks",
-    "conversions",
-    "conversion_value_micros",
-)
+_SUMMED = tuple(f.name for f in fields(DeliverySums))
 
 
 def _delivery(rows: dict[str, np.ndarray]) -> DeliverySums:
