@@ -75,9 +75,9 @@ class DataVersions:
     with a version newer than its data. Every bump is pushed to the tenant's
     watches (see metrics.watch) before the write it follows is acknowledged."""
 
-    def __init__(self, watches: VersionWatches | None = None) -> None:
+    def __init__(self) -> None:
         self.epoch = secrets.token_hex(8)
-        self.watches = watches or VersionWatches()
+        self.watches = VersionWatches()
         self._sequence = 0
         self._changed: dict[tuple[str, str], int] = {}
         self._lock = threading.Lock()

@@ -107,22 +107,18 @@ class VersionWatches:
         if not changes:
             return
         with self._changed:
+            # A closed watch gets the notice too, though it is never sent: its client
+            # cannot apply it, so the write waits out that client's lease.
             awaited: list[tuple[Watch, int]] = []
             for watch in self._watches:
-                if watch.tenant != tenant or watch.closed:
-                    continue
-                watch.sequence += 1
-                watch.pending.append(Notice(watch.sequence, dict(changes)))
-                awaited.append((watch, watch.sequence))
+                if watch.tenant == tenant:
+                    watch.sequence += 1
+                    watch.pending.append(Notice(watch.sequence, dict(changes)))
+                    awaited.append((watch, watch.sequence))
             self._changed.notify_all()
             while True:
                 now = self._clock()
-                waiting = [w for w, seq in awaited if w.applied < seq and now < w.lease_until] + [
-                    # A closed watch's client cannot apply anything more; wait out its lease.
-                    w
-                    for w in self._watches
-                    if w.tenant == tenant and w.closed and now < w.lease_until
-                ]
+                waiting = [w for w, seq in awaited if w.applied < seq and now < w.lease_until]
                 if not waiting:
                     return
                 self._changed.wait(min(w.lease_until for w in waiting) - now)
