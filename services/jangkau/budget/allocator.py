@@ -363,7 +363,7 @@ class _Kept:
 class MetricsGateway:
     """The metrics service as the budget service uses it."""
 
-    def __init__(self, channel: grpc.Channel, *, watch_versions: bool = True) -> None:
+    def __init__(self, channel: grpc.Channel) -> None:
         self.stub = metrics_pb2_grpc.MetricsServiceStub(channel)
         # Per request shape, the last snapshot with the metrics data version it was
         # built from, and the watch session it was read in (budget.watch). While that
@@ -372,7 +372,7 @@ class MetricsGateway:
         # so an unchanged campaign costs metrics one version lookup.
         self._snapshots: OrderedDict[Hashable, _Kept] = OrderedDict()
         self._snapshots_lock = threading.Lock()
-        self.watches = DataVersionWatches(channel) if watch_versions else None
+        self.watches = DataVersionWatches(channel)
         self._arm_stats = channel.unary_unary(
             "/jangkau.v1.MetricsService/GetArmStats",
             request_serializer=metrics_pb2.GetArmStatsRequest.SerializeToString,
@@ -406,8 +406,9 @@ class MetricsGateway:
         """Spend to date and the discounted curve statistics of every arm over
         `window`, with the metrics data version they were read at ("" when there
         was nothing to read). UNAVAILABLE when metrics cannot answer: never a
-        made-up history. The snapshot of the same request is reused only when
-        metrics confirms that nothing of the campaign was written since it was read."""
+        made-up history. The snapshot of the same request is reused only when nothing
+        of the campaign was written since it was read: as the data version watch
+        guarantees under its lease, or else as metrics confirms (`if_version_not`)."""
         n, kappas = len(c.arms), KAPPA_GRID_MICROS
         if window is None:
             return "", MetricsSnapshot(0, 0, Evidence.empty(n, kappas))
@@ -416,7 +417,7 @@ class MetricsGateway:
         key = (c.tenant, c.campaign_id, c.revision, window, discount, c.objective, kappas)
         with self._snapshots_lock:
             cached = self._snapshots.get(key)
-        watch = self.watches.of(caller_if_any()) if self.watches is not None else None
+        watch = self.watches.of(caller_if_any())
         if (
             cached is not None
             and watch is not None
@@ -457,8 +458,7 @@ class MetricsGateway:
 
     def close(self) -> None:
         """Stops the data version watches."""
-        if self.watches is not None:
-            self.watches.close()
+        self.watches.close()
 
 
 def _arm_stats_view() -> type[Message]:

@@ -107,7 +107,6 @@ class TenantWatch:
     def _watch(self) -> None:
         with self._lock:
             self._session += 1
-            session = self._session
             self._latest = {}
             self._lease_until = 0.0
         outbox: queue.Queue[object] = queue.Queue()
@@ -136,13 +135,15 @@ class TenantWatch:
         with acting_as(self.caller):
             call = self.stub.WatchDataVersions(requests(), timeout=STREAM_SECONDS)
         self._call = call
+        if self._stopped.is_set():
+            call.cancel()  # stopped while the call was being opened
         try:
             for notice in call:
                 with self._lock:
                     for change in notice.changes:
                         self._latest[change.campaign_id] = change.data_version
                     started = asked.pop(notice.renewal, None) if notice.renewal else None
-                    if started is not None and session == self._session:
+                    if started is not None:
                         self._lease_until = max(
                             self._lease_until,
                             started + notice.lease_ms / 1000 - LEASE_MARGIN_SECONDS,
