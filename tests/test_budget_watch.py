@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 import queue
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 
 import pytest
 
@@ -30,12 +30,14 @@ from tests.test_budget_support import (
 
 stack = support.stack
 
+# The GetArmStats calls metrics has served so far.
+Calls = Callable[[], list[logging.LogRecord]]
 # How long a watch may take to be granted its first lease.
 SETTLE_SECONDS = 10.0
 
 
 @pytest.fixture
-def arm_stats_calls(caplog: pytest.LogCaptureFixture) -> Iterator[list[logging.LogRecord]]:
+def arm_stats_calls(caplog: pytest.LogCaptureFixture) -> Calls:
     """The GetArmStats calls metrics serves (its RPC log lines, at DEBUG when they succeed)."""
     caplog.set_level(logging.DEBUG, logger="jangkau.rpc")
 
@@ -47,7 +49,7 @@ def arm_stats_calls(caplog: pytest.LogCaptureFixture) -> Iterator[list[logging.L
             and str(getattr(r, "fields", {}).get("method", "")).endswith("/GetArmStats")
         ]
 
-    yield calls  # type: ignore[misc]
+    return calls
 
 
 def allocate(stack: Stack, campaign_id: str) -> budget_pb2.Allocation:
@@ -58,7 +60,7 @@ def allocate(stack: Stack, campaign_id: str) -> budget_pb2.Allocation:
     )
 
 
-def settled(stack: Stack, campaign_id: str, calls) -> budget_pb2.Allocation:  # type: ignore[no-untyped-def]
+def settled(stack: Stack, campaign_id: str, calls: Calls) -> budget_pb2.Allocation:
     """Allocates until an Allocate is answered without asking metrics (the watch's
     lease runs); fails if that never happens."""
     deadline = time.monotonic() + SETTLE_SECONDS
@@ -71,7 +73,7 @@ def settled(stack: Stack, campaign_id: str, calls) -> budget_pb2.Allocation:  # 
     pytest.fail("every Allocate asked metrics: the data version watch never held a lease")
 
 
-def watched_campaign(stack: Stack, calls) -> budget_pb2.Campaign:  # type: ignore[no-untyped-def]
+def watched_campaign(stack: Stack, calls: Calls) -> budget_pb2.Campaign:
     """A campaign with ten hours of reports, allocated until the watch holds a lease."""
     c = create(stack, wire_campaign([demographic_audience(stack)]))
     ingest(stack, [report(c, "meta-0", in_flight(h), RUPIAH, 2) for h in range(10)])

@@ -3,8 +3,7 @@ JANGKAU_DUCKDB_THREADS through Settings to each service's store."""
 
 from __future__ import annotations
 
-import os
-
+import duckdb
 import pytest
 
 from jangkau.runtime import store as runtime_store
@@ -17,13 +16,18 @@ def _threads(db: Database) -> int:
         return int(cur.execute("SELECT current_setting('threads')").fetchall()[0][0])
 
 
+def _duckdb_default_threads() -> int:
+    with duckdb.connect() as con:
+        return int(con.execute("SELECT current_setting('threads')").fetchall()[0][0])
+
+
 def test_a_database_gives_a_query_the_threads_it_is_told(tmp_path):
     capped = Database(tmp_path / "capped.duckdb", [], threads=1)
     free = Database(tmp_path / "free.duckdb", [])
     try:
         assert _threads(capped) == 1
-        # Unset: DuckDB's own default, a thread per core.
-        assert _threads(free) == (os.cpu_count() or 1)
+        # Unset: DuckDB's own default (a thread per core it sees).
+        assert _threads(free) == _duckdb_default_threads()
     finally:
         capped.close()
         free.close()
@@ -56,7 +60,7 @@ def test_each_service_opens_its_store_with_the_configured_threads(
 
     monkeypatch.setattr(runtime_store.Database, "__init__", recording)
     # Not DuckDB's default (a thread per core), so a store left at it is caught.
-    wanted = (os.cpu_count() or 1) + 1
+    wanted = _duckdb_default_threads() + 1
     serve_in_process(service, duckdb_threads=wanted)
     assert opened, f"{service} opened no DuckDB file"
     assert [_threads(db) for db in opened] == [wanted] * len(opened)
