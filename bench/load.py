@@ -25,7 +25,8 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -103,14 +104,10 @@ def with_cpu(
     return result, used
 
 
-def cpu_line(result: LoadResult, used: dict[str, float]) -> str:
+def cpu_line(result: LoadResult, used: Mapping[str, float]) -> str:
     cores = " ".join(f"{name}={seconds / result.seconds:.2f}" for name, seconds in used.items())
     per_request = sum(used.values()) * 1000 / max(result.requests, 1)
     return f"cpu cores: {cores}; {per_request:.2f} ms of CPU per request"
-
-
-def added(total: dict[str, float], more: dict[str, float]) -> dict[str, float]:
-    return {name: total.get(name, 0.0) + seconds for name, seconds in more.items()}
 
 
 def measure_echo(address: str, users: int, seconds: float) -> LoadResult:
@@ -142,8 +139,8 @@ def main(argv: list[str] | None = None) -> int:
 
     echo_rounds: list[LoadResult] = []
     mixed_rounds: list[LoadResult] = []
-    echo_cpu: dict[str, float] = {}
-    mixed_cpu: dict[str, float] = {}
+    echo_cpu: Counter[str] = Counter()
+    mixed_cpu: Counter[str] = Counter()
     echo_server, echo_address = start_echo_server()
     try:
         with services() as target:
@@ -158,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
                     lambda: measure_echo(echo_address, args.users, turn),
                 )
                 echo_rounds.append(echo_round)
-                echo_cpu = added(echo_cpu, used)
+                echo_cpu.update(used)
                 mixed_round, used = with_cpu(
                     target.pids,
                     lambda: run_users(
@@ -169,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
                     ),
                 )
                 mixed_rounds.append(mixed_round)
-                mixed_cpu = added(mixed_cpu, used)
+                mixed_cpu.update(used)
                 print(
                     f"round {number}: mixed={mixed_round.rps:.0f} echo={echo_round.rps:.0f} "
                     f"ratio={mixed_round.rps / max(echo_round.rps, 1e-9):.2f}",
