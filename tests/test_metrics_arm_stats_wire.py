@@ -1,20 +1,20 @@
-"""Column-wise protobuf writing (runtime.wire) against the protobuf API: the
-GetArmStats reply written column by column parses to, and serialises exactly as,
-the message built one field at a time."""
+"""The GetArmStats reply written without CurveStats messages (codec.arm_stats_wire)
+against the protobuf API: it parses to, and serialises exactly as, the message
+built one field at a time, for campaigns of every size and values at the edges
+of their encodings."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 
 import numpy as np
-import pyarrow as pa
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from jangkau.metrics import codec
 from jangkau.metrics.domain import Arm, ArmStatsTable, Campaign, Platform, RegisteredCampaign
-from jangkau.runtime.wire import WireRows, varints
 from jangkau.v1 import metrics_pb2
 
 INT64 = st.integers(min_value=-(2**63), max_value=2**63 - 1)
@@ -27,14 +27,7 @@ def column(n: int, elements, dtype) -> st.SearchStrategy[np.ndarray]:  # type: i
     return hnp.arrays(dtype, n, elements=elements)
 
 
-@st.composite
-def arm_stats(draw):  # type: ignore[no-untyped-def]
-    n = draw(st.integers(min_value=0, max_value=6))
-    k = draw(st.integers(min_value=0, max_value=3))
-    ints = st.one_of(INT64, EDGE_INTS)
-    arms = tuple(
-        Arm(draw(TEXT), draw(st.sampled_from(list(Platform))), draw(TEXT)) for _ in range(n)
-    )
+def registered_campaign(arms: tuple[Arm, ...]) -> RegisteredCampaign:
     campaign = Campaign(
         "c",
         "IDR",
@@ -44,7 +37,19 @@ def arm_stats(draw):  # type: ignore[no-untyped-def]
         arms,
         1,
     )
-    registered = RegisteredCampaign(campaign, np.arange(n), np.zeros(n, np.int64))
+    n = len(arms)
+    return RegisteredCampaign(campaign, np.arange(n), np.zeros(n, np.int64))
+
+
+@st.composite
+def arm_stats(draw):  # type: ignore[no-untyped-def]
+    n = draw(st.integers(min_value=0, max_value=6))
+    k = draw(st.integers(min_value=0, max_value=3))
+    ints = st.one_of(INT64, EDGE_INTS)
+    arms = tuple(
+        Arm(draw(TEXT), draw(st.sampled_from(list(Platform))), draw(TEXT)) for _ in range(n)
+    )
+    registered = registered_campaign(arms)
     hours = st.one_of(st.just(-1), st.integers(min_value=-(10**15), max_value=10**17))
     stats = ArmStatsTable(
         **{
@@ -104,7 +109,7 @@ def one_at_a_time(registered, stats, kappas, events) -> metrics_pb2.GetArmStatsR
 
 @settings(max_examples=150, deadline=None)
 @given(arm_stats())
-def test_the_arm_stats_reply_written_by_columns_is_the_one_built_field_by_field(case):
+def test_the_arm_stats_reply_is_the_one_built_field_by_field(case):
     registered, stats, kappas, events = case
     raw = codec.arm_stats_wire(registered, stats, kappas, *events)
     written = metrics_pb2.GetArmStatsResponse.FromString(raw)
@@ -119,16 +124,59 @@ def test_the_arm_stats_reply_written_by_columns_is_the_one_built_field_by_field(
         assert raw == expected.SerializeToString()
 
 
-@given(st.lists(st.one_of(INT64, EDGE_INTS), max_size=20))
-def test_varints_are_protobufs_int64_encoding(values):
-    block, used = varints(np.array(values, dtype=np.int64))
-    for value, row, mask in zip(values, block, used, strict=True):
-        expected = metrics_pb2.HourPoint(spend_micros=value).SerializeToString()
-        # Field 2, wire type 0: one tag byte, then the varint (protobuf leaves a zero
-        # out; its varint is the single byte 0).
-        assert row[mask].tobytes() == (expected[1:] if value else b"\x00")
+INT_EDGES = [0, 1, -1, 127, 128, 16_384, 2**63 - 1, -(2**63)]
+DOUBLE_EDGES = [0.0, -0.0, 1e-300, -1.5, float("inf"), float("nan"), 2.0**70]
+# -1: never observed; 10**17 µs is past the year 9999.
+HOUR_EDGES = [-1, -1, 0, 1, 999_999, 1_000_000, 1_727_222_400_000_000, 10**17]
 
 
-def test_a_row_with_every_field_at_its_default_is_an_empty_message():
-    rows = WireRows(2).int64(1, np.array([0, 5])).string(2, pa.array(["", "x"]))
-    assert rows.repeated(1) == b"\x0a\x00" + b"\x0a\x05\x08\x05\x12\x01x"
+def edge_values(
+    n: int, k: int
+) -> tuple[RegisteredCampaign, ArmStatsTable, np.ndarray, tuple[np.ndarray, np.ndarray]]:
+    """n arms × k κ whose columns mix values at the edges of their encodings with
+    ordinary ones; arm ids in several scripts, some audience ids empty."""
+    rng = np.random.default_rng(n)
+    ids = ("arm-{}", "ünï-{}", "廣告-{}", "🚀{}", "{}")
+    audiences = ("", "aud", "público", "x" * 128)
+    arms = tuple(
+        Arm(ids[i % len(ids)].format(i), list(Platform)[i % len(Platform)], audiences[i % 4])
+        for i in range(n)
+    )
+    registered = registered_campaign(arms)
+
+    def column(edges: list[int] | list[float], shape: tuple[int, ...] = (n,)) -> np.ndarray:
+        ordinary = rng.integers(-(10**12), 10**12, shape)
+        return np.where(rng.random(shape) < 0.3, ordinary, rng.choice(np.array(edges), shape))
+
+    stats = ArmStatsTable(
+        spend_micros=column(INT_EDGES),
+        discounted_spend_micros=column(DOUBLE_EDGES),
+        conversions=column(DOUBLE_EDGES),
+        discounted_conversions=column(DOUBLE_EDGES),
+        clicks=column(INT_EDGES),
+        discounted_clicks=column(DOUBLE_EDGES),
+        impressions=column(INT_EDGES),
+        discounted_impressions=column(DOUBLE_EDGES),
+        hours_observed=column(INT_EDGES),
+        discounted_hours=column(DOUBLE_EDGES),
+        last_hour_us=column(HOUR_EDGES),
+        exposure=column(DOUBLE_EDGES, (n, k)),
+        log_shape=column(DOUBLE_EDGES, (n, k)),
+    )
+    kappas = np.geomspace(1.0, 1e12, k)
+    return registered, stats, kappas, (column(INT_EDGES), column(INT_EDGES))
+
+
+@pytest.mark.parametrize("arms", [0, 1, 9, 31, 300, 5000])
+@pytest.mark.parametrize("k", [0, 31])
+def test_campaigns_of_every_size_get_the_reply_built_field_by_field(arms, k):
+    registered, stats, kappas, events = edge_values(arms, k)
+    raw = codec.arm_stats_wire(registered, stats, kappas, *events)
+    expected = one_at_a_time(registered, stats, kappas, events)
+    # Compared as bytes: NaN is not equal to itself, but its bits are.
+    written = metrics_pb2.GetArmStatsResponse.FromString(raw)
+    assert written.SerializeToString(deterministic=True) == expected.SerializeToString(
+        deterministic=True
+    )
+    if not k:
+        assert raw == expected.SerializeToString()
