@@ -107,6 +107,25 @@ def test_a_report_acknowledged_before_an_allocate_is_in_its_split(
         assert len(arm_stats_calls()) == before + 1
 
 
+def test_reports_of_the_period_or_later_leave_the_split_without_asking_metrics(
+    stack: Stack,
+    arm_stats_calls,
+):
+    c = watched_campaign(stack, arm_stats_calls)
+    first = settled(stack, c.id, arm_stats_calls)
+    before = len(arm_stats_calls())
+    # The Allocate's period starts at hour 20: its evidence is the hours before.
+    for hour in (20, 21, 30):
+        ingest(stack, [report(c, "google-0", in_flight(hour), 5 * RUPIAH, 1)])
+        assert allocate(stack, c.id) == first
+    assert len(arm_stats_calls()) == before
+    # An hour before the period, written late (a restatement's way), is in the next split.
+    ingest(stack, [report(c, "google-0", in_flight(19), 5 * RUPIAH, 1)])
+    got = allocate(stack, c.id)
+    assert got.spend_to_date_micros == first.spend_to_date_micros + 5 * RUPIAH
+    assert len(arm_stats_calls()) == before + 1
+
+
 def test_a_watcher_that_stops_answering_delays_writes_but_nothing_goes_stale(
     stack: Stack,
     arm_stats_calls,

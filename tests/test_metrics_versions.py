@@ -1,10 +1,11 @@
 """GetArmStats data versions: an unchanged campaign answers `not_modified`, any
-write of its reports, events or registration moves the version, and a restarted
-service never hands out a version it gave before."""
+write of its reports or events before the window's end, and any registration,
+moves the version, writes of later times leave it, and a restarted service never
+hands out a version it gave before."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import grpc
@@ -26,6 +27,7 @@ from tests.test_metrics_support import (
     new_campaign,
     report,
     start_metrics,
+    window,
 )
 
 shared_metrics = support.shared_metrics
@@ -61,6 +63,46 @@ def test_a_new_report_changes_the_version(stub) -> None:
     assert not after.not_modified
     assert after.data_version != before.data_version
     assert after.arms[0].spend_micros > before.arms[0].spend_micros
+
+
+def test_reports_from_the_windows_end_on_keep_its_version(stub) -> None:
+    c = new_campaign(stub)
+    ending = window(H0 - timedelta(days=1), H0 + timedelta(hours=5))
+    ingest(stub, batch(report(c)))
+    before = arm_stats(stub, c, window=ending)
+    ingest(
+        stub, batch(report(c, hour=H0 + timedelta(hours=5)), report(c, 1, H0 + timedelta(days=3)))
+    )
+    assert arm_stats(stub, c, window=ending, if_version_not=before.data_version).not_modified
+    # A wider window sees the new hours: its version moved.
+    assert arm_stats(stub, c).arms[0].hours_observed == 2
+    ingest(stub, batch(report(c, 1, H0 + timedelta(hours=4))))
+    after = arm_stats(stub, c, window=ending, if_version_not=before.data_version)
+    assert not after.not_modified
+    assert after.data_version != before.data_version
+    assert after.arms[1].hours_observed == 1
+
+
+def test_events_from_the_windows_end_on_keep_its_version(stub) -> None:
+    c = new_campaign(stub)
+    ending = window(H0 - timedelta(days=1), H0 + timedelta(hours=5))
+    before = arm_stats(stub, c, window=ending)
+
+    def ingest_event(event_id: str, at: datetime) -> None:
+        stub.IngestEvents(
+            metrics_pb2.IngestEventsRequest(
+                events=[event(c, event_id, time=at)], as_of=to_timestamp(H0 + timedelta(hours=6))
+            ),
+            metadata=ALPHA,
+            timeout=10,
+        )
+
+    ingest_event(f"late-{c.campaign_id}", H0 + timedelta(hours=5))
+    assert arm_stats(stub, c, window=ending, if_version_not=before.data_version).not_modified
+    ingest_event(f"early-{c.campaign_id}", H0 + timedelta(hours=4, minutes=59))
+    after = arm_stats(stub, c, window=ending, if_version_not=before.data_version)
+    assert not after.not_modified
+    assert after.arms[0].event_conversions == 1
 
 
 def test_a_replayed_batch_keeps_the_version(stub) -> None:

@@ -28,7 +28,9 @@ def drain(watches: VersionWatches, watch) -> list[Notice]:  # type: ignore[no-un
     return got
 
 
-def publishing(watches: VersionWatches, tenant: str, changes: dict[str, str]) -> threading.Thread:
+def publishing(
+    watches: VersionWatches, tenant: str, changes: dict[str, tuple[str, int]]
+) -> threading.Thread:
     thread = threading.Thread(target=watches.publish, args=(tenant, changes), daemon=True)
     thread.start()
     return thread
@@ -39,9 +41,9 @@ def test_a_write_waits_until_the_leased_watch_applied_its_notice():
     watch = watches.open("alpha")
     watches.renew(watch, 1)
     assert drain(watches, watch) == [Notice(0, {}, 1)]
-    writer = publishing(watches, "alpha", {"cmp-1": "e-7"})
+    writer = publishing(watches, "alpha", {"cmp-1": ("e-7", 0)})
     notice = watches.next_notice(watch, 5)
-    assert notice == Notice(1, {"cmp-1": "e-7"})
+    assert notice == Notice(1, {"cmp-1": ("e-7", 0)})
     writer.join(0.2)
     assert writer.is_alive(), "acknowledged before the watch applied the change"
     watches.applied(watch, 1)
@@ -54,10 +56,10 @@ def test_a_write_does_not_wait_for_other_tenants_or_unleased_watches():
     other = watches.open("beta")
     watches.renew(other, 1)
     unleased = watches.open("alpha")
-    watches.publish("alpha", {"cmp-1": "e-2"})  # returns: nobody to wait for
+    watches.publish("alpha", {"cmp-1": ("e-2", 0)})  # returns: nobody to wait for
     # The unleased watch still gets the notice, in order, before a later renewal.
     watches.renew(unleased, 1)
-    assert drain(watches, unleased) == [Notice(1, {"cmp-1": "e-2"}), Notice(0, {}, 1)]
+    assert drain(watches, unleased) == [Notice(1, {"cmp-1": ("e-2", 0)}), Notice(0, {}, 1)]
     assert drain(watches, other) == [Notice(0, {}, 1)]
 
 
@@ -66,10 +68,10 @@ def test_a_watch_that_stops_answering_holds_writes_only_until_its_lease_runs_out
     watches = VersionWatches()
     silent = watches.open("alpha")
     watches.renew(silent, 1)
-    writer = publishing(watches, "alpha", {"cmp-1": "e-3"})
+    writer = publishing(watches, "alpha", {"cmp-1": ("e-3", 0)})
     writer.join(10)
     assert not writer.is_alive()
-    assert Notice(1, {"cmp-1": "e-3"}) in drain(watches, silent)
+    assert Notice(1, {"cmp-1": ("e-3", 0)}) in drain(watches, silent)
 
 
 def test_a_closed_watch_holds_writes_until_its_lease_runs_out(monkeypatch):
@@ -79,7 +81,7 @@ def test_a_closed_watch_holds_writes_until_its_lease_runs_out(monkeypatch):
     gone = watches.open("alpha")
     watches.renew(gone, 1)
     watches.close(gone)
-    writer = publishing(watches, "alpha", {"cmp-1": "e-4"})
+    writer = publishing(watches, "alpha", {"cmp-1": ("e-4", 0)})
     writer.join(0.1)
     assert writer.is_alive()
     writer.join(10)

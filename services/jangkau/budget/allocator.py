@@ -54,7 +54,7 @@ from jangkau.runtime.errors import (
 )
 from jangkau.runtime.ids import new_id
 from jangkau.runtime.telemetry import instruments, tracer
-from jangkau.runtime.times import floor_hour, from_timestamp, to_timestamp, utcnow
+from jangkau.runtime.times import floor_hour, from_timestamp, to_timestamp, to_us, utcnow
 from jangkau.v1 import (
     audience_pb2,
     audience_pb2_grpc,
@@ -407,7 +407,7 @@ class MetricsGateway:
         `window`, with the metrics data version they were read at ("" when there
         was nothing to read). UNAVAILABLE when metrics cannot answer: never a
         made-up history. The snapshot of the same request is reused only when nothing
-        of the campaign was written since it was read: as the data version watch
+        written since it was read touched its window: as the data version watch
         guarantees under its lease, or else as metrics confirms (`if_version_not`)."""
         n, kappas = len(c.arms), KAPPA_GRID_MICROS
         if window is None:
@@ -421,7 +421,7 @@ class MetricsGateway:
         if (
             cached is not None
             and watch is not None
-            and watch.unchanged(cached.session, c.campaign_id, cached.version)
+            and watch.unchanged(cached.session, c.campaign_id, cached.version, to_us(window[1]))
         ):
             self._keep(key, cached)
             return cached.version, cached.snapshot

@@ -2,13 +2,15 @@
 in jangkau.metrics.watch and MetricsService.WatchDataVersions).
 
 Per tenant, a thread keeps one WatchDataVersions stream open, with the token of
-a caller of that tenant: it applies each notice (the latest data version
-metrics announced for each campaign), acknowledges it, and renews the lease. A
-metrics snapshot read while a lease runs is labelled with the stream's session;
-it is reused without asking metrics again while the same session's lease still
-runs and no later version of its campaign was announced. A broken stream ends
-its session, so snapshots labelled with it are asked about again (GetArmStats
-`if_version_not`), as they are whenever no lease runs.
+a caller of that tenant: it applies each notice (the changes of campaigns'
+data, each with its version and the earliest instant it touched; see
+runtime.versions), acknowledges it, and renews the lease. A metrics snapshot
+read while a lease runs is labelled with the stream's session; it is reused
+without asking metrics again while the same session's lease still runs and the
+latest change announced that touched its window is the one it was read at (or
+none was announced). A broken stream ends its session, so snapshots labelled
+with it are asked about again (GetArmStats `if_version_not`), as they are
+whenever no lease runs.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from collections.abc import Iterator
 import grpc
 
 from jangkau.runtime.auth import Caller, acting_as
+from jangkau.runtime.versions import ChangeHistory, changed_from_us
 from jangkau.v1 import metrics_pb2, metrics_pb2_grpc
 
 log = logging.getLogger("jangkau.budget.watch")
@@ -54,7 +57,8 @@ class TenantWatch:
         self._lock = threading.Lock()
         self._session = 0
         self._lease_until = 0.0
-        self._latest: dict[str, str] = {}
+        # Per campaign, the changes announced in this session.
+        self._changes: dict[str, ChangeHistory] = {}
         self._stopped = threading.Event()
         self._call: grpc.Future | None = None
         self._thread = threading.Thread(
@@ -67,15 +71,17 @@ class TenantWatch:
         with self._lock:
             return self._session if time.monotonic() < self._lease_until else None
 
-    def unchanged(self, session: int | None, campaign_id: str, version: str) -> bool:
-        """Whether a snapshot of the campaign read at `version` in `session` is
-        still current, without asking metrics: the session's lease runs now, and
-        no other version of the campaign was announced in it."""
+    def unchanged(self, session: int | None, campaign_id: str, version: str, end_us: int) -> bool:
+        """Whether a snapshot of the campaign's data before `end_us` (µs since the
+        epoch), read at `version` in `session`, is still current without asking
+        metrics: the session's lease runs now, and the latest change announced in
+        it that touched an instant before `end_us` is of that version (or none
+        was announced, and none forgotten)."""
         with self._lock:
             if session != self._session or time.monotonic() >= self._lease_until:
                 return False
-            announced = self._latest.get(campaign_id)
-            return announced is None or announced == version
+            changes = self._changes.get(campaign_id)
+            return changes is None or changes.version_before(end_us) in (None, version)
 
     def stop(self) -> None:
         self._stopped.set()
@@ -107,7 +113,7 @@ class TenantWatch:
     def _watch(self) -> None:
         with self._lock:
             self._session += 1
-            self._latest = {}
+            self._changes = {}
             self._lease_until = 0.0
         outbox: queue.Queue[object] = queue.Queue()
         # Renewal number -> when it was asked for (the lease runs from then).
@@ -141,7 +147,15 @@ class TenantWatch:
             for notice in call:
                 with self._lock:
                     for change in notice.changes:
-                        self._latest[change.campaign_id] = change.data_version
+                        changes = self._changes.get(change.campaign_id)
+                        if changes is None:
+                            changes = self._changes[change.campaign_id] = ChangeHistory(None)
+                        changes.add(
+                            change.data_version,
+                            changed_from_us(
+                                change.changed_from if change.HasField("changed_from") else None
+                            ),
+                        )
                     started = asked.pop(notice.renewal, None) if notice.renewal else None
                     if started is not None:
                         self._lease_until = max(

@@ -21,6 +21,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from jangkau.runtime.errors import FieldViolation, InvalidArgument, NotFound
+from jangkau.runtime.times import to_us
+from jangkau.runtime.versions import ANY_TIME_US
 
 HOUR_US = 3_600_000_000
 DAY_US = 24 * HOUR_US
@@ -151,14 +153,6 @@ class Metric(IntEnum):
 # --------------------------------------------------------------------- time
 
 
-def to_us(moment: datetime) -> int:
-    """Microseconds since the epoch of an aware datetime."""
-    if moment.tzinfo is None:
-        raise ValueError("naive datetime: jangkau times are UTC-aware")
-    delta = moment.astimezone(UTC) - datetime(1970, 1, 1, tzinfo=UTC)
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
-
-
 def from_us(us: int) -> datetime:
     return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=int(us))
 
@@ -172,6 +166,24 @@ def consecutive_runs(numbers: list[int]) -> list[tuple[int, int]]:
         else:
             runs.append((n, n))
     return runs
+
+
+def earliest_by_campaign(tables: Sequence[pa.Table], column: str) -> dict[str, int]:
+    """Per campaign id of the rows, the earliest time in `column`, µs since the
+    epoch: the first instant a write of those rows may have changed (a row
+    without a time may have changed any: ANY_TIME_US)."""
+    ids = pa.chunked_array([t.column("campaign_id") for t in tables]).combine_chunks()
+    times = (
+        pa.chunked_array([t.column(column) for t in tables], tables[0].schema.field(column).type)
+        .cast(pa.int64())
+        .fill_null(ANY_TIME_US)
+        .to_numpy()
+    )
+    encoded = ids.dictionary_encode()
+    earliest = np.full(len(encoded.dictionary), np.iinfo(np.int64).max)
+    np.minimum.at(earliest, encoded.indices.fill_null(0).to_numpy(), times)
+    ids_seen = encoded.dictionary.to_pylist()
+    return {cid: t for cid, t in zip(ids_seen, earliest.tolist(), strict=True) if cid}
 
 
 def hours_in(start: datetime, end: datetime) -> tuple[int, int]:

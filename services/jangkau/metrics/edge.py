@@ -39,6 +39,7 @@ from jangkau.runtime.errors import DomainError, InvalidArgument, Violations
 from jangkau.runtime.server import OpenService, ServiceDefinition
 from jangkau.runtime.telemetry import instruments
 from jangkau.runtime.times import from_timestamp
+from jangkau.runtime.versions import changed_from_wire
 from jangkau.v1 import common_pb2, metrics_pb2, metrics_pb2_grpc
 
 log = logging.getLogger("jangkau.metrics")
@@ -57,6 +58,14 @@ MAX_KAPPA_MICROS = 1e18
 MAX_VERSION_CHARS = 64
 # How often a data version watch's stream looks whether its call is still alive.
 WATCH_POLL_SECONDS = 0.5
+
+
+def _change(campaign_id: str, version: str, earliest_us: int) -> metrics_pb2.CampaignDataVersion:
+    return metrics_pb2.CampaignDataVersion(
+        campaign_id=campaign_id,
+        data_version=version,
+        changed_from=changed_from_wire(earliest_us),
+    )
 
 
 def _tenant() -> str:
@@ -303,8 +312,8 @@ class MetricsServicer(metrics_pb2_grpc.MetricsServiceServicer):
                 yield metrics_pb2.DataVersionsNotice(
                     sequence=notice.sequence,
                     changes=[
-                        metrics_pb2.CampaignDataVersion(campaign_id=cid, data_version=version)
-                        for cid, version in notice.changes.items()
+                        _change(cid, version, earliest_us)
+                        for cid, (version, earliest_us) in notice.changes.items()
                     ],
                     renewal=notice.renewal,
                     lease_ms=lease_ms,
@@ -345,7 +354,7 @@ class MetricsServicer(metrics_pb2_grpc.MetricsServiceServicer):
         problems.raise_if_any()
         tenant = _tenant()
         # Taken before the data is read: an answer never carries a newer version.
-        version = self.service.data_version(tenant, request.campaign_id)
+        version = self.service.data_version(tenant, request.campaign_id, end)
         if request.if_version_not == version:
             return metrics_pb2.GetArmStatsResponse(data_version=version, not_modified=True)
 
@@ -428,7 +437,7 @@ class MetricsServicer(metrics_pb2_grpc.MetricsServiceServicer):
             )
             return codec.timeseries_response(table, metrics)
 
-        version = self.service.data_version(tenant, request.campaign_id)
+        version = self.service.data_version(tenant, request.campaign_id, end)
         return self.answers.answer("GetTimeseries", request, version, compute)
 
     def GetCampaignSummary(
@@ -449,7 +458,7 @@ class MetricsServicer(metrics_pb2_grpc.MetricsServiceServicer):
 
         if as_of is None:
             return compute()  # "now" differs at every call: nothing to reuse
-        version = self.service.data_version(tenant, request.campaign_id)
+        version = self.service.data_version(tenant, request.campaign_id, as_of)
         return self.answers.answer("GetCampaignSummary", request, version, compute)
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import secrets
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -36,6 +36,7 @@ from jangkau.metrics.store import MetricsStore
 from jangkau.metrics.watch import VersionWatches
 from jangkau.runtime.errors import DomainError, NotFound
 from jangkau.runtime.times import utcnow
+from jangkau.runtime.versions import ANY_TIME_US, ChangeHistory
 
 # A campaign whose arms × flight hours stay within this keeps its hourly delivery in
 # memory (about 64 bytes an hour of an arm; see metrics.hourly), so that timeseries and
@@ -64,53 +65,71 @@ class EventsResult:
 
 
 class DataVersions:
-    """Per (tenant, campaign), a version of everything GetArmStats reads: it moves
-    on every write of the campaign's reports or events and on every registration.
+    """Per (tenant, campaign), versions of its data that follow time
+    (runtime.versions): every write of the campaign's reports or events and every
+    registration is a change, with the earliest instant it may have touched, and
+    the version of the data before some `end` is that of the latest change that
+    touched an instant before it. Reports of a fresh hour leave the version of
+    every window ending at or before that hour as it was.
 
     Versions are `<epoch>-<sequence>`: the sequence is one counter for the whole
-    process (so a campaign's version only ever grows), the epoch is random per
-    process (so a restarted service never hands out a version it gave before, even
-    for a campaign it has not seen written since). Writers bump after they commit
-    and readers take the version before they read, so an answer is never labelled
-    with a version newer than its data. Every bump is pushed to the tenant's
-    watches (see metrics.watch) before the write it follows is acknowledged."""
+    process (so versions only ever grow), the epoch is random per process (so a
+    restarted service never hands out a version it gave before, even for a
+    campaign it has not seen written since). Writers add their change after they
+    commit and readers take the version before they read, so an answer is never
+    labelled with a version newer than its data. Every change is pushed to the
+    tenant's watches (see metrics.watch) before the write it follows is
+    acknowledged."""
 
     def __init__(self) -> None:
         self.epoch = secrets.token_hex(8)
         self.watches = VersionWatches()
+        self._initial = f"{self.epoch}-0"
         self._sequence = 0
-        self._changed: dict[tuple[str, str], int] = {}
+        self._histories: dict[tuple[str, str], ChangeHistory] = {}
         self._lock = threading.Lock()
 
-    def current(self, tenant: str, campaign_id: str) -> str:
+    def before(self, tenant: str, campaign_id: str, end: datetime) -> str:
+        """The version of the campaign's data before `end`."""
         with self._lock:
-            return f"{self.epoch}-{self._changed.get((tenant, campaign_id), 0)}"
+            history = self._histories.get((tenant, campaign_id))
+            if history is None:
+                return self._initial
+            return history.version_before(domain.to_us(end)) or self._initial
 
-    def bump(self, tenant: str, campaign_ids: Iterable[str]) -> None:
-        changed = list(campaign_ids)
+    def bump(self, tenant: str, changes: Mapping[str, int]) -> None:
+        """Records committed changes (campaign id → the earliest instant written,
+        µs since the epoch) and tells the tenant's watches."""
+        if not changes:
+            return
         with self._lock:
             self._sequence += 1
             version = f"{self.epoch}-{self._sequence}"
-            for cid in changed:
-                self._changed[(tenant, cid)] = self._sequence
-        self.watches.publish(tenant, dict.fromkeys(changed, version))
+            for cid, earliest_us in changes.items():
+                history = self._histories.get((tenant, cid))
+                if history is None:
+                    history = self._histories[(tenant, cid)] = ChangeHistory(self._initial)
+                history.add(version, earliest_us)
+        self.watches.publish(
+            tenant, {cid: (version, earliest_us) for cid, earliest_us in changes.items()}
+        )
 
     @contextmanager
-    def writing(self, tenant: str, campaign_ids: Iterable[str]) -> Iterator[Callable[[bool], None]]:
-        """Around a write of the campaigns: the block reports whether it changed
-        anything; a write that raised bumps too (it may have committed part-way)."""
-        changed = [False]
-
-        def report(value: bool) -> None:
-            changed[0] = value
+    def writing(
+        self, tenant: str, campaign_ids: Iterable[str]
+    ) -> Iterator[Callable[[Mapping[str, int]], None]]:
+        """Around a write of the campaigns: the block reports what it changed
+        (campaign id → earliest instant written; nothing when it changed nothing).
+        A write that raised changes every instant of every campaign it wrote (it
+        may have committed part-way)."""
+        changed: dict[str, int] = {}
 
         try:
-            yield report
+            yield changed.update
         except BaseException:
-            self.bump(tenant, campaign_ids)
+            self.bump(tenant, dict.fromkeys(campaign_ids, ANY_TIME_US))
             raise
-        if changed[0]:
-            self.bump(tenant, campaign_ids)
+        self.bump(tenant, changed)
 
 
 class MetricsService:
@@ -131,14 +150,15 @@ class MetricsService:
         domain.check_campaign(campaign)
         with self.versions.writing(tenant, [campaign.campaign_id]) as changed:
             applied = self.store.register_campaign(tenant, campaign)
-            changed(applied)
+            if applied:
+                changed({campaign.campaign_id: ANY_TIME_US})
         return applied
 
-    def data_version(self, tenant: str, campaign_id: str) -> str:
-        """The current version of the campaign's data (NOT_FOUND when the tenant has
-        not registered it). Take it before reading the data it labels."""
+    def data_version(self, tenant: str, campaign_id: str, end: datetime) -> str:
+        """The version of the campaign's data before `end` (NOT_FOUND when the
+        tenant has not registered it). Take it before reading the data it labels."""
         self.campaign(tenant, campaign_id)
-        return self.versions.current(tenant, campaign_id)
+        return self.versions.before(tenant, campaign_id, end)
 
     def campaign(self, tenant: str, campaign_id: str) -> RegisteredCampaign:
         found = self.store.campaigns(tenant, [campaign_id]).get(campaign_id)
@@ -164,11 +184,13 @@ class MetricsService:
         written: set[str] = set()
         refusal: DomainError | None = None
         now = self.clock()
+        valid_rows: list[pa.Table] = []
         for reports in batches:
             ids = pc.unique(reports.column("campaign_id")).to_pylist()
             campaigns = self.store.campaigns(tenant, [c for c in ids if c])
             try:
                 valid.append(domain.validate_reports(reports, campaigns, now))
+                valid_rows.append(reports)
                 written.update(campaigns)
             except DomainError as exc:
                 refusal = exc
@@ -177,7 +199,8 @@ class MetricsService:
             return [], refusal
         with self.versions.writing(tenant, written) as changed:
             counts = self.store.upsert_reports(valid)
-            changed(any(c.inserted or c.replaced for c in counts))
+            if any(c.inserted or c.replaced for c in counts):
+                changed(domain.earliest_by_campaign(valid_rows, "hour"))
         return counts, refusal
 
     def ingest_events(self, tenant: str, events: pa.Table, as_of: datetime | None) -> EventsResult:
@@ -187,7 +210,8 @@ class MetricsService:
         intake = domain.validate_events(events, campaigns, as_of or now, now, self.event_lateness)
         with self.versions.writing(tenant, [c for c in ids if c]) as changed:
             inserted, stored = self.store.add_events(tenant, intake.accepted)
-            changed(inserted > 0)
+            if inserted > 0:
+                changed(domain.earliest_by_campaign([events], "time"))
         return EventsResult(inserted, intake.repeated + stored, intake.refused)
 
     def arm_stats(

@@ -39,7 +39,9 @@ ABANDONED_SECONDS = 3 * LEASE_SECONDS
 class Notice:
     # 0 for a lease renewal alone.
     sequence: int
-    changes: Mapping[str, str]
+    # Campaign id -> (version of the change, earliest instant it touched, µs since
+    # the epoch; see runtime.versions).
+    changes: Mapping[str, tuple[str, int]]
     renewal: int = 0
 
 
@@ -100,10 +102,11 @@ class VersionWatches:
             watch.applied = max(watch.applied, min(sequence, watch.sequence))
             self._changed.notify_all()
 
-    def publish(self, tenant: str, changes: Mapping[str, str]) -> None:
-        """Tells the tenant's watches of committed changes (campaign id → new
-        version) and returns once each leased one has applied them or its lease
-        has run out. Call before acknowledging the write."""
+    def publish(self, tenant: str, changes: Mapping[str, tuple[str, int]]) -> None:
+        """Tells the tenant's watches of committed changes (campaign id → the
+        change's version and earliest instant) and returns once each leased one
+        has applied them or its lease has run out. Call before acknowledging the
+        write."""
         if not changes:
             return
         with self._changed:

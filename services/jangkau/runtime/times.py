@@ -27,5 +27,13 @@ def from_timestamp(ts: Timestamp) -> datetime:
     return ts.ToDatetime(tzinfo=UTC)
 
 
+def to_us(moment: datetime) -> int:
+    """Microseconds since the epoch of an aware datetime."""
+    if moment.tzinfo is None:
+        raise ValueError("naive datetime: jangkau times are UTC-aware")
+    delta = moment.astimezone(UTC) - EPOCH
+    return (delta.days * 86_400 + delta.seconds) * 1_000_000 + delta.microseconds
+
+
 def floor_hour(moment: datetime) -> datetime:
     return moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)

@@ -613,9 +613,10 @@ class GetArmStatsRequest(_message.Message):
     """
     if_version_not: _builtins.str
     """A `data_version` from an earlier answer, 0..64 characters; empty: none. When
-    it is still the campaign's current version (nothing of it was written
-    since), the answer is `not_modified` with no arms, and the earlier answer to
-    the same request still holds exactly.
+    it is still the version of the campaign's data before the window's end
+    (nothing written since touched an hour before it), the answer is
+    `not_modified` with no arms, and the earlier answer to the same request
+    still holds exactly.
     """
     @_builtins.property
     def window(self) -> _common_pb2.TimeRange:
@@ -827,14 +828,17 @@ class GetArmStatsResponse(_message.Message):
     DATA_VERSION_FIELD_NUMBER: _builtins.int
     NOT_MODIFIED_FIELD_NUMBER: _builtins.int
     data_version: _builtins.str
-    """The version of the campaign's data the answer was computed from, 1..64
-    characters, opaque: it changes whenever a report or conversion event of the
-    campaign is written or the campaign is registered again, and a restarted
-    service never gives out a version it gave before.
+    """The version of the campaign's data before the window's end that the answer
+    was computed from, 1..64 characters, opaque: it changes whenever a report of
+    an hour before the end, or a conversion event before it, is written, or the
+    campaign is registered again (a report of a later hour leaves it as it
+    was); a restarted service never gives out a version it gave before. It is
+    the `data_version` of the latest change whose `changed_from` (see
+    WatchDataVersions) is before the end.
     """
     not_modified: _builtins.bool
-    """True when the request's `if_version_not` is the current version: `arms` is
-    empty and the caller's earlier answer to the same request still holds.
+    """True when the request's `if_version_not` is that version: `arms` is empty
+    and the caller's earlier answer to the same request still holds.
     """
     @_builtins.property
     def arms(self) -> _containers.RepeatedCompositeFieldContainer[Global___ArmStats]:
@@ -885,25 +889,36 @@ Global___WatchDataVersionsRequest: _TypeAlias = WatchDataVersionsRequest  # noqa
 
 @_typing.final
 class CampaignDataVersion(_message.Message):
-    """The data version one campaign moved to."""
+    """One change of a campaign's data."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
     CAMPAIGN_ID_FIELD_NUMBER: _builtins.int
     DATA_VERSION_FIELD_NUMBER: _builtins.int
+    CHANGED_FROM_FIELD_NUMBER: _builtins.int
     campaign_id: _builtins.str
     """A campaign of the caller's tenant."""
     data_version: _builtins.str
-    """Its new data version."""
+    """The version of the change: answers about the times after `changed_from`
+    are labelled with it until the next change.
+    """
+    @_builtins.property
+    def changed_from(self) -> _timestamp_pb2.Timestamp:
+        """The earliest instant the change may have touched (the first hour of the
+        reports written, the first conversion event): answers about the times
+        before it keep their versions. Unset: any instant (a registration).
+        """
+
     def __init__(
         self,
         *,
         campaign_id: _builtins.str = ...,
         data_version: _builtins.str = ...,
+        changed_from: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["changed_from", b"changed_from"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["campaign_id", b"campaign_id", "data_version", b"data_version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["campaign_id", b"campaign_id", "changed_from", b"changed_from", "data_version", b"data_version"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
