@@ -7,17 +7,24 @@ from __future__ import annotations
 
 import logging
 import queue
+import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import pytest
 
+from jangkau.budget.allocator import MetricsGateway, campaign_from_wire
+from jangkau.runtime.auth import Caller, Role, acting_as
+from jangkau.runtime.channels import channel
 from jangkau.runtime.server import RunningServer
 from jangkau.runtime.times import to_timestamp
 from jangkau.v1 import budget_pb2, metrics_pb2
 from tests import test_budget_support as support
 from tests.test_budget_support import (
     RUPIAH,
+    TOKENS,
     Stack,
     create,
     demographic_audience,
@@ -162,3 +169,49 @@ def test_a_metrics_restart_ends_the_lease_and_nothing_goes_stale(
     assert allocate(stack, c.id).spend_to_date_micros == 15 * RUPIAH
     # And the watch comes back.
     assert settled(stack, c.id, arm_stats_calls).spend_to_date_micros == 15 * RUPIAH
+
+
+def test_allocates_asking_the_same_at_once_share_one_call(stack: Stack):
+    """A gateway of its own on a real metrics server, whose GetArmStats calls are
+    slowed down so that eight concurrent asks of one snapshot overlap."""
+    c = create(stack, wire_campaign([demographic_audience(stack)]))
+    ingest(stack, [report(c, "meta-0", in_flight(h), RUPIAH, 2) for h in range(10)])
+    ch = channel(f"127.0.0.1:{stack.metrics.port}")
+    gateway = MetricsGateway(ch)
+    calls: list[float] = []
+    call_lock = threading.Lock()
+    ask = gateway._arm_stats
+
+    def slow_ask(request: Any) -> Any:
+        with call_lock:
+            calls.append(time.monotonic())
+        time.sleep(0.3)
+        return ask(request)
+
+    gateway._arm_stats = slow_ask
+    caller = Caller(tenant="alpha", role=Role.BUYER, token=TOKENS["alpha"])
+    campaign = campaign_from_wire(c, "alpha")
+    window = (campaign.flight_start, in_flight(20))
+
+    def snapshot(_: int) -> Any:
+        with acting_as(caller):
+            return gateway.snapshot(campaign, window, 0.98)
+
+    try:
+        snapshot(0)  # starts the tenant's watch
+        watch = gateway.watches.of(caller)
+        assert watch is not None
+        deadline = time.monotonic() + SETTLE_SECONDS
+        while watch.session() is None:
+            assert time.monotonic() < deadline, "the watch never held a lease"
+            time.sleep(0.05)
+        ingest(stack, [report(c, "google-0", in_flight(12), 5 * RUPIAH, 1)])
+        before = len(calls)
+        with ThreadPoolExecutor(8) as pool:
+            got = list(pool.map(snapshot, range(8)))
+        assert len(calls) == before + 1
+        assert {version for version, _ in got} == {got[0][0]}
+        assert all(s.spend_to_date_micros == 15 * RUPIAH for _, s in got)
+    finally:
+        gateway.close()
+        ch.close()

@@ -43,7 +43,7 @@ from jangkau.budget.domain import (
 )
 from jangkau.budget.policy import KAPPA_GRID_MICROS, Evidence, Infeasible, PolicySettings
 from jangkau.budget.store import BudgetStore, StoredDecision
-from jangkau.budget.watch import DataVersionWatches
+from jangkau.budget.watch import DataVersionWatches, TenantWatch
 from jangkau.runtime.auth import caller_if_any
 from jangkau.runtime.cache import Memo
 from jangkau.runtime.errors import (
@@ -372,6 +372,10 @@ class MetricsGateway:
         # so an unchanged campaign costs metrics one version lookup.
         self._snapshots: OrderedDict[Hashable, _Kept] = OrderedDict()
         self._snapshots_lock = threading.Lock()
+        # Per request shape, the GetArmStats call under way: a concurrent Allocate of
+        # the same shape waits for its answer and reuses it if the watch allows (the
+        # reuse rule above), instead of asking metrics the same question again.
+        self._asking: dict[Hashable, threading.Event] = {}
         self.watches = DataVersionWatches(channel)
         self._arm_stats = channel.unary_unary(
             "/jangkau.v1.MetricsService/GetArmStats",
@@ -408,23 +412,64 @@ class MetricsGateway:
         was nothing to read). UNAVAILABLE when metrics cannot answer: never a
         made-up history. The snapshot of the same request is reused only when nothing
         written since it was read touched its window: as the data version watch
-        guarantees under its lease, or else as metrics confirms (`if_version_not`)."""
+        guarantees under its lease, or else as metrics confirms (`if_version_not`).
+        Under a lease, Allocates asking the same at once share one call."""
         n, kappas = len(c.arms), KAPPA_GRID_MICROS
         if window is None:
             return "", MetricsSnapshot(0, 0, Evidence.empty(n, kappas))
         # Everything the snapshot is a function of, besides the metrics data: the
         # campaign revision fixes the arms and their order, the rest is the request.
         key = (c.tenant, c.campaign_id, c.revision, window, discount, c.objective, kappas)
+        end_us = to_us(window[1])
+        watch = self.watches.of(caller_if_any())
+        if watch is None:
+            return self._ask(c, key, window, discount, None)
+        kept = self._current(key, c.campaign_id, end_us, watch)
+        if kept is not None:
+            return kept.version, kept.snapshot
+        with self._snapshots_lock:
+            asking = self._asking.get(key)
+            if asking is None:
+                self._asking[key] = threading.Event()
+        if asking is None:
+            try:
+                return self._ask(c, key, window, discount, watch)
+            finally:
+                with self._snapshots_lock:
+                    self._asking.pop(key).set()
+        # Another Allocate is asking the same: its answer, if the watch allows reuse.
+        asking.wait(ASKING_WAIT_SECONDS)
+        kept = self._current(key, c.campaign_id, end_us, watch)
+        if kept is not None:
+            return kept.version, kept.snapshot
+        return self._ask(c, key, window, discount, watch)
+
+    def _current(
+        self, key: Hashable, campaign_id: str, end_us: int, watch: TenantWatch
+    ) -> _Kept | None:
+        """The kept snapshot of `key`, if the watch says it is still current."""
         with self._snapshots_lock:
             cached = self._snapshots.get(key)
-        watch = self.watches.of(caller_if_any())
-        if (
-            cached is not None
-            and watch is not None
-            and watch.unchanged(cached.session, c.campaign_id, cached.version, to_us(window[1]))
+        if cached is None or not watch.unchanged(
+            cached.session, campaign_id, cached.version, end_us
         ):
-            self._keep(key, cached)
-            return cached.version, cached.snapshot
+            return None
+        self._keep(key, cached)
+        return cached
+
+    def _ask(
+        self,
+        c: Campaign,
+        key: Hashable,
+        window: tuple[datetime, datetime],
+        discount: float,
+        watch: TenantWatch | None,
+    ) -> tuple[str, MetricsSnapshot]:
+        """Asks metrics for the snapshot of `key`, with the kept one's version as
+        `if_version_not`, and keeps the answer."""
+        kappas = KAPPA_GRID_MICROS
+        with self._snapshots_lock:
+            cached = self._snapshots.get(key)
         # Taken before asking: changes announced from now on are the answer's or later.
         session = watch.session() if watch is not None else None
         request = metrics_pb2.GetArmStatsRequest(
@@ -501,6 +546,9 @@ def _arm_stats_view() -> type[Message]:
 ARM_STATS_VIEW = _arm_stats_view()
 # Request shapes whose latest metrics snapshot is kept (each ~1 MB at 2,000 arms).
 SNAPSHOT_CACHE_SIZE = 64
+# The longest an Allocate waits for another's GetArmStats call of the same shape
+# before asking itself (that call's own deadline normally ends it first).
+ASKING_WAIT_SECONDS = 10.0
 # Arms of the allocation outcomes kept for repeated Allocates (a few KB an arm).
 OUTCOME_CACHE_ARMS = 20_000
 # A CurveStats entry on the wire is a run of (tag, double) pairs: its fields 1-3 are
