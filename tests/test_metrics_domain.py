@@ -7,6 +7,7 @@ import math
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
+import pyarrow as pa
 import pytest
 
 from jangkau.metrics import codec, domain
@@ -17,6 +18,7 @@ from jangkau.metrics.domain import (
     Metric,
     plan_upsert,
 )
+from jangkau.runtime.versions import ANY_TIME_US
 from jangkau.v1 import metrics_pb2
 
 EMPTY = np.zeros(0, dtype=np.int64)
@@ -160,3 +162,24 @@ def test_curves_block_rows_parse_as_each_arms_curve_stats() -> None:
         assert [(c.kappa_micros, c.exposure, c.log_shape) for c in arm.curves] == list(
             zip(kappas, exposure[i], log_shape[i], strict=True)
         )
+
+
+def test_the_earliest_time_written_is_found_per_campaign():
+    def table(ids: list[str | None], hours: list[int | None]):  # type: ignore[no-untyped-def]
+        return pa.table(
+            {
+                "campaign_id": pa.array(ids, pa.string()),
+                "hour": pa.array(hours, domain.REPORT_SCHEMA.field("hour").type),
+            }
+        )
+
+    first = table(["a", "b", "a", None], [50, 40, 30, 1])
+    # Two chunks, a row without a time (it may have touched any instant).
+    second = pa.concat_tables([table(["b"], [20]), table(["c", "c"], [None, 60])])
+    assert domain.earliest_by_campaign([first, second], "hour") == {
+        "a": 30,
+        "b": 20,
+        "c": ANY_TIME_US,
+    }
+    assert domain.earliest_by_campaign([table(["a"] * 3, [9, 7, 8])], "hour") == {"a": 7}
+    assert domain.earliest_by_campaign([table([], [])], "hour") == {}

@@ -172,18 +172,34 @@ def earliest_by_campaign(tables: Sequence[pa.Table], column: str) -> dict[str, i
     """Per campaign id of the rows, the earliest time in `column`, µs since the
     epoch: the first instant a write of those rows may have changed (a row
     without a time may have changed any: ANY_TIME_US)."""
-    ids = pa.chunked_array([t.column("campaign_id") for t in tables]).combine_chunks()
-    times = (
-        pa.chunked_array([t.column(column) for t in tables], tables[0].schema.field(column).type)
-        .cast(pa.int64())
-        .fill_null(ANY_TIME_US)
-        .to_numpy()
+    ids = pa.chunked_array(
+        [c for t in tables for c in t.column("campaign_id").chunks], pa.string()
+    ).combine_chunks()
+    times = np.concatenate(
+        [
+            c.view(pa.int64()).fill_null(ANY_TIME_US).to_numpy()
+            for t in tables
+            for c in t.column(column).chunks
+        ]
+        or [np.zeros(0, np.int64)]
     )
+    if not len(times):
+        return {}
     encoded = ids.dictionary_encode()
-    earliest = np.full(len(encoded.dictionary), np.iinfo(np.int64).max)
-    np.minimum.at(earliest, encoded.indices.fill_null(0).to_numpy(), times)
-    ids_seen = encoded.dictionary.to_pylist()
-    return {cid: t for cid, t in zip(ids_seen, earliest.tolist(), strict=True) if cid}
+    if len(encoded.dictionary) == 1:
+        cid = encoded.dictionary[0].as_py()
+        return {cid: int(times.min())} if cid else {}
+    # Rows grouped by campaign, each group's minimum (ufunc.at is ten times slower).
+    codes = encoded.indices.fill_null(-1).to_numpy()
+    order = np.argsort(codes, kind="stable")
+    starts = np.flatnonzero(np.r_[True, np.diff(codes[order]) != 0])
+    earliest = np.minimum.reduceat(times[order], starts)
+    names = encoded.dictionary.to_pylist()
+    return {
+        names[code]: t
+        for code, t in zip(codes[order][starts].tolist(), earliest.tolist(), strict=True)
+        if code >= 0 and names[code]
+    }
 
 
 def hours_in(start: datetime, end: datetime) -> tuple[int, int]:
