@@ -12,7 +12,8 @@ import grpc
 import pytest
 
 from jangkau.metrics import codec
-from jangkau.runtime.times import to_timestamp
+from jangkau.metrics.service import DataVersions
+from jangkau.runtime.times import to_timestamp, to_us
 from jangkau.v1 import metrics_pb2
 from tests import test_metrics_support as support
 from tests.test_metrics_support import (
@@ -170,3 +171,22 @@ def test_a_restart_changes_the_version(tmp_path: Path) -> None:
         assert after.arms[0].spend_micros == before.arms[0].spend_micros
     finally:
         api.close()
+
+
+def test_a_write_is_a_change_from_its_earliest_instant_and_a_failed_one_from_any():
+    versions = DataVersions()
+    start = versions.before("t", "c", H0)
+    with versions.writing("t", ["c"]) as changed:
+        changed({"c": to_us(H0 + timedelta(hours=2))})
+        changed({"c": to_us(H0 + timedelta(hours=5))})
+    assert versions.before("t", "c", H0 + timedelta(hours=2)) == start
+    after_write = versions.before("t", "c", H0 + timedelta(hours=3))
+    assert after_write != start
+    with pytest.raises(RuntimeError), versions.writing("t", ["c"]):
+        raise RuntimeError("the store failed part-way")
+    assert versions.before("t", "c", H0 - timedelta(days=365)) not in (start, after_write)
+    latest = versions.before("t", "c", H0 + timedelta(days=1))
+    # Nothing reported: no change.
+    with versions.writing("t", ["c"]):
+        pass
+    assert versions.before("t", "c", H0 + timedelta(days=1)) == latest

@@ -124,8 +124,12 @@ class DataVersions:
         may have committed part-way)."""
         changed: dict[str, int] = {}
 
+        def report(earliest: Mapping[str, int]) -> None:
+            for cid, earliest_us in earliest.items():
+                changed[cid] = min(earliest_us, changed.get(cid, earliest_us))
+
         try:
-            yield changed.update
+            yield report
         except BaseException:
             self.bump(tenant, dict.fromkeys(campaign_ids, ANY_TIME_US))
             raise
