@@ -7,6 +7,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import duckdb
 import pytest
 
 from jangkau.budget.store import BudgetStore
@@ -85,3 +86,21 @@ def test_audience_facts_read_back_per_platform(store):
     expected = facts()
     assert replace(got, reach=()) == replace(expected, reach=())
     assert set(got.reach) == set(expected.reach)
+
+
+def test_campaign_reads_are_versioned_by_campaign_writes_alone(store):
+    before = store.campaigns_generation
+    add_campaign(store)
+    created = store.campaigns_generation
+    assert created > before
+    store.insert_decision("alpha", "cmp_1", P0, "dec_a", NOW, b"a")
+    # A decision moves the store's generation, not the campaigns'.
+    assert store.campaigns_generation == created
+    generation = store.generation
+    assert store.update_campaign("alpha", "cmp_1", 1, "PAUSED", b"v2", [facts()])
+    assert store.campaigns_generation > created
+    assert store.generation > generation
+    updated = store.campaigns_generation
+    with pytest.raises(duckdb.ConstraintException):
+        add_campaign(store)  # the id is taken: the write fails, and counts as one
+    assert store.campaigns_generation > updated

@@ -88,7 +88,8 @@ class BudgetServicer(budget_pb2_grpc.BudgetServiceServicer):
         self.allocator = allocator
         self.metrics = metrics
         self.audiences = audiences
-        # Campaign and decision reads, under the write generation of the store.
+        # Campaign and decision reads, under the store's write generation of what they
+        # read (a decision leaves the campaigns' answers in place).
         self.answers = ReadCache("budget", cache_bytes)
 
     # ------------------------------------------------------------------ campaigns
@@ -145,7 +146,7 @@ class BudgetServicer(budget_pb2_grpc.BudgetServiceServicer):
                 raise NotFound(f"campaign {campaign_id} not found")
             return budget_pb2.Campaign.FromString(stored.body)
 
-        return self.answers.answer("GetCampaign", request, self.store.generation, compute)
+        return self.answers.answer("GetCampaign", request, self.store.campaigns_generation, compute)
 
     def ListCampaigns(self, request, context):  # type: ignore[no-untyped-def]
         offset, size = page_bounds(request.page.page_size, request.page.page_token, "page")
@@ -163,7 +164,9 @@ class BudgetServicer(budget_pb2_grpc.BudgetServiceServicer):
                 next_page_token=next_token(offset, size, len(rows)),
             )
 
-        return self.answers.answer("ListCampaigns", request, self.store.generation, compute)
+        return self.answers.answer(
+            "ListCampaigns", request, self.store.campaigns_generation, compute
+        )
 
     def UpdateCampaign(self, request, context):  # type: ignore[no-untyped-def]
         tenant = current_caller().tenant

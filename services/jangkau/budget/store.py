@@ -7,10 +7,13 @@ from __future__ import annotations
 
 import bisect
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+
+import duckdb
 
 from jangkau.budget.domain import AudienceFacts, Platform, PlatformReach
 from jangkau.runtime.store import Database
@@ -94,6 +97,8 @@ class BudgetStore:
     def __init__(self, path: Path, *, threads: int | None = None) -> None:
         self.db = Database(path, MIGRATIONS, threads=threads)
         self._index = _Index()
+        self._campaign_writes = 0
+        self._campaign_writes_lock = threading.Lock()
 
     def close(self) -> None:
         self.db.close()
@@ -102,6 +107,24 @@ class BudgetStore:
     def generation(self) -> int:
         """Moves on with every write: the version of every read below."""
         return self.db.generation
+
+    @property
+    def campaigns_generation(self) -> int:
+        """Moves on with every write of campaigns (not with decisions): the version
+        of `get_campaign` and `list_campaigns`. Read it before what it versions."""
+        return self._campaign_writes
+
+    @contextmanager
+    def _campaign_write(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A write transaction of campaigns; `campaigns_generation` moves once it has
+        ended, before the writer returns (a reader that started before may label
+        the new data with the old generation, never the old data with the new)."""
+        try:
+            with self.db.transaction() as cur:
+                yield cur
+        finally:
+            with self._campaign_writes_lock:
+                self._campaign_writes += 1
 
     # ---------------------------------------------------------------- campaigns
 
@@ -114,7 +137,7 @@ class BudgetStore:
         body: bytes,
         facts: Iterable[AudienceFacts],
     ) -> None:
-        with self.db.transaction() as cur:
+        with self._campaign_write() as cur:
             cur.execute(
                 "INSERT INTO campaigns VALUES (?, ?, ?, 1, ?, ?)",
                 [tenant, campaign_id, state, _naive(create_time), body],
@@ -137,7 +160,7 @@ class BudgetStore:
     ) -> bool:
         """Replaces the campaign when its revision is still `expected_revision`;
         False when another update came first."""
-        with self.db.transaction() as cur:
+        with self._campaign_write() as cur:
             row = cur.execute(
                 "UPDATE campaigns SET state = ?, revision = revision + 1, body = ? "
                 "WHERE tenant = ? AND id = ? AND revision = ? RETURNING revision",
