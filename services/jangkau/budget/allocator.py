@@ -367,9 +367,9 @@ class MetricsGateway:
         self.stub = metrics_pb2_grpc.MetricsServiceStub(channel)
         # Per request shape, the last snapshot with the metrics data version it was
         # built from, and the watch session it was read in (budget.watch). While that
-        # session's lease runs and metrics announced no other version, the snapshot
-        # is reused as it is; otherwise its version is sent back as `if_version_not`,
-        # so an unchanged campaign costs metrics one version lookup.
+        # session's lease runs and no change announced since touched its window, the
+        # snapshot is reused as it is; otherwise its version is sent back as
+        # `if_version_not`, so an unchanged window costs metrics one version lookup.
         self._snapshots: OrderedDict[Hashable, _Kept] = OrderedDict()
         self._snapshots_lock = threading.Lock()
         # Per request shape, the GetArmStats call under way: a concurrent Allocate of

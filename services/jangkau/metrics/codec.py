@@ -245,9 +245,7 @@ def arm_stats_wire(
             event_value_micros=events_value[i],
         )
         if last_hour[i] >= 0:
-            seconds, micros = divmod(last_hour[i], 1_000_000)
-            message.last_hour.seconds = seconds
-            message.last_hour.nanos = micros * 1_000
+            message.last_hour.FromMicroseconds(last_hour[i])
         body = message.SerializeToString() + curves[i].tobytes()
         entries.append(b"\x0a" + _varint(len(body)) + body)
     return b"".join(entries)

@@ -35,7 +35,7 @@ from jangkau.metrics.hourly import HourlyDeliveryCache
 from jangkau.metrics.store import MetricsStore
 from jangkau.metrics.watch import VersionWatches
 from jangkau.runtime.errors import DomainError, NotFound
-from jangkau.runtime.times import utcnow
+from jangkau.runtime.times import to_us, utcnow
 from jangkau.runtime.versions import ANY_TIME_US, ChangeHistory
 
 # A campaign whose arms × flight hours stay within this keeps its hourly delivery in
@@ -95,7 +95,7 @@ class DataVersions:
             history = self._histories.get((tenant, campaign_id))
             if history is None:
                 return self._initial
-            return history.version_before(domain.to_us(end)) or self._initial
+            return history.version_before(to_us(end)) or self._initial
 
     def bump(self, tenant: str, changes: Mapping[str, int]) -> None:
         """Records committed changes (campaign id → the earliest instant written,
@@ -188,13 +188,11 @@ class MetricsService:
         written: set[str] = set()
         refusal: DomainError | None = None
         now = self.clock()
-        valid_rows: list[pa.Table] = []
         for reports in batches:
             ids = pc.unique(reports.column("campaign_id")).to_pylist()
             campaigns = self.store.campaigns(tenant, [c for c in ids if c])
             try:
                 valid.append(domain.validate_reports(reports, campaigns, now))
-                valid_rows.append(reports)
                 written.update(campaigns)
             except DomainError as exc:
                 refusal = exc
@@ -204,7 +202,8 @@ class MetricsService:
         with self.versions.writing(tenant, written) as changed:
             counts = self.store.upsert_reports(valid)
             if any(c.inserted or c.replaced for c in counts):
-                changed(domain.earliest_by_campaign(valid_rows, "hour"))
+                # The valid batches are the first ones, as they came.
+                changed(domain.earliest_by_campaign(batches[: len(valid)], "hour"))
         return counts, refusal
 
     def ingest_events(self, tenant: str, events: pa.Table, as_of: datetime | None) -> EventsResult:

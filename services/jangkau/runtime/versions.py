@@ -53,12 +53,11 @@ def changed_from_wire(earliest_us: int) -> Timestamp | None:
     unset for any instant."""
     if earliest_us == ANY_TIME_US:
         return None
-    seconds, micros = divmod(earliest_us, 1_000_000)
-    return Timestamp(seconds=seconds, nanos=micros * 1_000)
+    stamp = Timestamp()
+    stamp.FromMicroseconds(earliest_us)
+    return stamp
 
 
 def changed_from_us(changed_from: Timestamp | None) -> int:
     """The earliest instant of a change as received, µs since the epoch."""
-    if changed_from is None:
-        return ANY_TIME_US
-    return changed_from.seconds * 1_000_000 + changed_from.nanos // 1_000
+    return ANY_TIME_US if changed_from is None else changed_from.ToMicroseconds()
