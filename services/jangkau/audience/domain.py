@@ -16,21 +16,11 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from jangkau.runtime.vocabulary import CampaignKind as CampaignKind
+from jangkau.runtime.vocabulary import Platform as Platform
+
 if TYPE_CHECKING:
     from jangkau.audience.rules import Rule
-
-
-class Platform(IntEnum):
-    META = 1
-    GOOGLE = 2
-    X = 3
-    TIKTOK = 4
-
-
-class CampaignKind(IntEnum):
-    POLITICAL = 1
-    CIVIC = 2
-    COMMERCIAL = 3
 
 
 class Gender(IntEnum):

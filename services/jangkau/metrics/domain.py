@@ -23,6 +23,7 @@ import pyarrow.compute as pc
 from jangkau.runtime.errors import FieldViolation, InvalidArgument, NotFound
 from jangkau.runtime.times import to_us
 from jangkau.runtime.versions import ANY_TIME_US
+from jangkau.runtime.vocabulary import Platform as Platform
 
 HOUR_US = 3_600_000_000
 DAY_US = 24 * HOUR_US
@@ -103,15 +104,6 @@ STORED_EVENT_SCHEMA = pa.schema(
         ("source", pa.string()),
     ]
 )
-
-
-class Platform(IntEnum):
-    """The ad platforms, numbered as jangkau.v1.Platform."""
-
-    META = 1
-    GOOGLE = 2
-    X = 3
-    TIKTOK = 4
 
 
 _PLATFORM_NUMBERS = frozenset(int(p) for p in Platform)
