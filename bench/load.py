@@ -2,7 +2,7 @@
 echo server, both measured in this run, on this machine, the same way (the same
 Locust user base, client stack, number of users and duration).
 
-    python bench/load.py [--seconds 60] [--users 20] [--rounds 4] [--without-feeds]
+    python bench/load.py [--seconds 60] [--users 20] [--rounds 4] [--without-feeds] [--spread-echo]
 
 The two phases take turns in `rounds` rounds (echo, then mixed, each for
 seconds/rounds), so that a machine whose speed drifts during the run (a shared
@@ -13,6 +13,10 @@ the p95 of the read RPCs under the mixed load, and as last line
 
     load rps: mixed=<n> echo=<n> ratio=<r> failures=<n>
 
+`--spread-echo` adds a diagnostic phase to each round: the same echo calls spread over
+three echo servers in the proportions the buyers call budget, metrics and audience,
+which tells what the split over three processes alone costs.
+
 Targets: mixed >= 50% of echo with zero failures; read p95 <= 50 ms. The
 services run as subprocesses on free loopback ports (the `jangkau up` launcher),
 the echo server as one more subprocess; Locust runs in this process.
@@ -22,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import random
 import subprocess
 import sys
 import time
@@ -67,6 +72,27 @@ class EchoUser(GrpcUser):
         self.echo(ECHO_PAYLOAD, timeout=self.timeout)
 
 
+# The buyers' calls per service, from their task weights in loadtests.locustfile.Buyer:
+# budget 10 (GetCampaign 4, ListCampaigns, Allocate and ListDecisions 2 each), metrics
+# 6 (GetCampaignSummary and GetTimeseries 3 each), audience 2 (EstimateSize).
+SPREAD_WEIGHTS = (10, 6, 2)
+
+
+class SpreadEchoUser(GrpcUser):
+    """Calls three echo servers back to back (their addresses, comma-separated, are
+    the environment's host), each call to one drawn in SPREAD_WEIGHTS' proportions."""
+
+    wait_time = constant(0)
+
+    def on_start(self) -> None:
+        self.echoes = [self.channel(a).unary_unary(echo.METHOD) for a in self.host.split(",")]
+        self.draw = random.Random()
+
+    @task
+    def echo_call(self) -> None:
+        self.draw.choices(self.echoes, SPREAD_WEIGHTS)[0](ECHO_PAYLOAD, timeout=self.timeout)
+
+
 def start_echo_server() -> tuple[subprocess.Popen[str], str]:
     process = subprocess.Popen(
         [sys.executable, "-m", "loadtests.echo", "127.0.0.1:0"],
@@ -110,12 +136,13 @@ def cpu_line(result: LoadResult, used: Mapping[str, float]) -> str:
     return f"cpu cores: {cores}; {per_request:.2f} ms of CPU per request"
 
 
-def measure_echo(address: str, users: int, seconds: float) -> LoadResult:
+def measure_echo(
+    address: str, users: int, seconds: float, user_class: type[User] = EchoUser
+) -> LoadResult:
     def setup(environment: Environment) -> None:
         environment.host = address
 
-    user_classes: list[type[User]] = [EchoUser]
-    return run_users(user_classes, users=users, seconds=seconds, setup=setup)
+    return run_users([user_class], users=users, seconds=seconds, setup=setup)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -131,6 +158,11 @@ def main(argv: list[str] | None = None) -> int:
         help="diagnostic: leave out the report feeds (no writes but the rebalances); "
         "the last line then says so",
     )
+    parser.add_argument(
+        "--spread-echo",
+        action="store_true",
+        help="diagnostic: also an echo spread over three servers as the buyers' calls are",
+    )
     args = parser.parse_args(argv)
     if args.rounds < 1 or args.seconds <= 0:
         parser.error("--rounds and --seconds must be positive")
@@ -141,7 +173,11 @@ def main(argv: list[str] | None = None) -> int:
     mixed_rounds: list[LoadResult] = []
     echo_cpu: Counter[str] = Counter()
     mixed_cpu: Counter[str] = Counter()
+    spread_rounds: list[LoadResult] = []
+    spread_cpu: Counter[str] = Counter()
     echo_server, echo_address = start_echo_server()
+    spread_servers = [start_echo_server() for _ in SPREAD_WEIGHTS] if args.spread_echo else []
+    spread_address = ",".join(address for _, address in spread_servers)
     try:
         with services() as target:
             world = prepare(target.addresses)
@@ -156,6 +192,13 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 echo_rounds.append(echo_round)
                 echo_cpu.update(used)
+                if spread_servers:
+                    spread_round, used = with_cpu(
+                        {f"echo-{i + 1}": p.pid for i, (p, _) in enumerate(spread_servers)},
+                        lambda: measure_echo(spread_address, args.users, turn, SpreadEchoUser),
+                    )
+                    spread_rounds.append(spread_round)
+                    spread_cpu.update(used)
                 mixed_round, used = with_cpu(
                     target.pids,
                     lambda: run_users(
@@ -173,8 +216,9 @@ def main(argv: list[str] | None = None) -> int:
                     flush=True,
                 )
     finally:
-        echo_server.terminate()
-        echo_server.wait(10)
+        for process, _ in [(echo_server, echo_address), *spread_servers]:
+            process.terminate()
+            process.wait(10)
     baseline = LoadResult.merged(echo_rounds)
     mixed = LoadResult.merged(mixed_rounds)
     print(f"== echo: {args.users} users, {baseline.seconds:.0f} s")
@@ -185,6 +229,19 @@ def main(argv: list[str] | None = None) -> int:
     print(format_table(mixed, [reads]))
     print(cpu_line(mixed, mixed_cpu))
     ratio = mixed.rps / baseline.rps if baseline.rps else 0.0
+    if spread_rounds:
+        spread = LoadResult.merged(spread_rounds)
+        weights = "/".join(map(str, SPREAD_WEIGHTS))
+        print(
+            f"== echo spread over three servers ({weights}): "
+            f"{args.users} users, {spread.seconds:.0f} s"
+        )
+        print(format_table(spread))
+        print(cpu_line(spread, spread_cpu))
+        print(
+            f"spread echo: {spread.rps:.0f} rps, {spread.rps / max(baseline.rps, 1e-9):.2f} of "
+            f"the one-server echo; mixed is {mixed.rps / max(spread.rps, 1e-9):.2f} of it"
+        )
     failures = mixed.failures + baseline.failures
     print(f"reads p95 under mixed load: {reads.p95_ms:.0f} ms (target <= {READ_P95_TARGET_MS:.0f})")
     print(
