@@ -199,6 +199,21 @@ def curves_block(kappas: np.ndarray, exposure: np.ndarray, log_shape: np.ndarray
     return buffer.view(np.uint8).reshape(arms, k * _CURVE_ENTRY.itemsize)
 
 
+# The ArmStats fields that ArmStatsTable holds under the same name, one value an arm.
+_ARM_STATS_COLUMNS = (
+    "spend_micros",
+    "discounted_spend_micros",
+    "conversions",
+    "discounted_conversions",
+    "clicks",
+    "discounted_clicks",
+    "impressions",
+    "discounted_impressions",
+    "hours_observed",
+    "discounted_hours",
+)
+
+
 def arm_stats_wire(
     registered: RegisteredCampaign,
     stats: ArmStatsTable,
@@ -209,44 +224,23 @@ def arm_stats_wire(
     """GetArmStatsResponse.arms, serialised: each arm's scalar fields (1-16) by
     protobuf, then its curves (field 17) as curves_block wrote them, framed as one
     `arms` entry. No CurveStats message is built: at 9 arms × 31 κ this takes
-    about 40 µs, a twelfth of writing every field column-wise with numpy."""
-    platform = registered.platforms.tolist()
-    spend = stats.spend_micros.tolist()
-    discounted_spend = stats.discounted_spend_micros.tolist()
-    conversions = stats.conversions.tolist()
-    discounted_conversions = stats.discounted_conversions.tolist()
-    clicks = stats.clicks.tolist()
-    discounted_clicks = stats.discounted_clicks.tolist()
-    impressions = stats.impressions.tolist()
-    discounted_impressions = stats.discounted_impressions.tolist()
-    hours = stats.hours_observed.tolist()
-    discounted_hours = stats.discounted_hours.tolist()
+    about 60 µs, where writing every field column-wise with numpy took 0.5 ms."""
+    columns = {name: getattr(stats, name).tolist() for name in _ARM_STATS_COLUMNS}
+    columns["platform"] = registered.platforms.tolist()
+    columns["event_conversions"] = event_count.tolist()
+    columns["event_value_micros"] = event_value.tolist()
+    names = list(columns)
     last_hour = stats.last_hour_us.tolist()
-    events = event_count.tolist()
-    events_value = event_value.tolist()
     curves = curves_block(kappas, stats.exposure, stats.log_shape)
+    rows = zip(registered.arms, zip(*columns.values(), strict=True), last_hour, curves, strict=True)
     entries = []
-    for i, arm in enumerate(registered.arms):
+    for arm, values, last, curve in rows:
         message = metrics_pb2.ArmStats(
-            arm_id=arm.arm_id,
-            platform=platform[i],
-            audience_id=arm.audience_id,
-            spend_micros=spend[i],
-            discounted_spend_micros=discounted_spend[i],
-            conversions=conversions[i],
-            discounted_conversions=discounted_conversions[i],
-            clicks=clicks[i],
-            discounted_clicks=discounted_clicks[i],
-            impressions=impressions[i],
-            discounted_impressions=discounted_impressions[i],
-            hours_observed=hours[i],
-            discounted_hours=discounted_hours[i],
-            event_conversions=events[i],
-            event_value_micros=events_value[i],
+            arm_id=arm.arm_id, audience_id=arm.audience_id, **dict(zip(names, values, strict=True))
         )
-        if last_hour[i] >= 0:
-            message.last_hour.FromMicroseconds(last_hour[i])
-        body = message.SerializeToString() + curves[i].tobytes()
+        if last >= 0:
+            message.last_hour.FromMicroseconds(last)
+        body = message.SerializeToString() + curve.tobytes()
         entries.append(b"\x0a" + _varint(len(body)) + body)
     return b"".join(entries)
 
