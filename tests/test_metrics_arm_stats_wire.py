@@ -144,27 +144,27 @@ def edge_values(
     )
     registered = registered_campaign(arms)
 
-    def column(edges: list[int] | list[float], shape: tuple[int, ...] = (n,)) -> np.ndarray:
+    def mixed(edges: list[int] | list[float], shape: tuple[int, ...] = (n,)) -> np.ndarray:
         ordinary = rng.integers(-(10**12), 10**12, shape)
         return np.where(rng.random(shape) < 0.3, ordinary, rng.choice(np.array(edges), shape))
 
     stats = ArmStatsTable(
-        spend_micros=column(INT_EDGES),
-        discounted_spend_micros=column(DOUBLE_EDGES),
-        conversions=column(DOUBLE_EDGES),
-        discounted_conversions=column(DOUBLE_EDGES),
-        clicks=column(INT_EDGES),
-        discounted_clicks=column(DOUBLE_EDGES),
-        impressions=column(INT_EDGES),
-        discounted_impressions=column(DOUBLE_EDGES),
-        hours_observed=column(INT_EDGES),
-        discounted_hours=column(DOUBLE_EDGES),
-        last_hour_us=column(HOUR_EDGES),
-        exposure=column(DOUBLE_EDGES, (n, k)),
-        log_shape=column(DOUBLE_EDGES, (n, k)),
+        spend_micros=mixed(INT_EDGES),
+        discounted_spend_micros=mixed(DOUBLE_EDGES),
+        conversions=mixed(DOUBLE_EDGES),
+        discounted_conversions=mixed(DOUBLE_EDGES),
+        clicks=mixed(INT_EDGES),
+        discounted_clicks=mixed(DOUBLE_EDGES),
+        impressions=mixed(INT_EDGES),
+        discounted_impressions=mixed(DOUBLE_EDGES),
+        hours_observed=mixed(INT_EDGES),
+        discounted_hours=mixed(DOUBLE_EDGES),
+        last_hour_us=mixed(HOUR_EDGES),
+        exposure=mixed(DOUBLE_EDGES, (n, k)),
+        log_shape=mixed(DOUBLE_EDGES, (n, k)),
     )
     kappas = np.geomspace(1.0, 1e12, k)
-    return registered, stats, kappas, (column(INT_EDGES), column(INT_EDGES))
+    return registered, stats, kappas, (mixed(INT_EDGES), mixed(INT_EDGES))
 
 
 @pytest.mark.parametrize("arms", [0, 1, 9, 31, 300, 5000])
