@@ -1,10 +1,13 @@
 """Fresh hours skip the lookup of stored versions, whatever the interleaving of
-campaigns: the store keeps, per arm, a key no stored key of the arm exceeds. The
-restatement rule (a row replaces a stored report only with a newer version, the
-same version is a replay) must hold wherever those marks decide: interleaved
-campaigns, replays and restatements of the latest and of earlier hours, another
-attribution window of a stored hour, a failed write, a restart and streams
-writing the same hours at once."""
+campaigns: the store keeps, per arm, a key no stored key of the arm exceeds.
+Replays and restatements of recent hours skip it too: the store remembers the
+versions it wrote or looked up lately, and a replay that changes nothing runs
+no SQL. The restatement rule (a row replaces a stored report only with a newer
+version, the same version is a replay) must hold wherever the marks and that
+memory decide: interleaved campaigns, replays and restatements of the latest and
+of earlier hours, another attribution window of a stored hour, a failed write, a
+restart, a memory too small to hold every hour, and streams writing the same
+hours at once."""
 
 from __future__ import annotations
 
@@ -27,7 +30,7 @@ from hypothesis import strategies as st
 from jangkau.metrics import synthetic
 from jangkau.metrics.domain import Campaign, IngestCounts
 from jangkau.metrics.service import MetricsService
-from jangkau.metrics.store import _REPORT_VALUES, DuckDBMetricsStore
+from jangkau.metrics.store import _REPORT_VALUES, DuckDBMetricsStore, RecentVersions
 
 TENANT = "alpha"
 # Registered in this order: A's arms have the smaller arm_refs, so A's keys of an
@@ -85,17 +88,24 @@ class RestatementRule:
 
 class Feed:
     """A store in `folder` and the reference, fed the same batches; every write is
-    checked against the reference, counts and stored rows."""
+    checked against the reference, counts and stored rows. `remembered` is the
+    capacity of the store's memory of recent versions (None: the default; 0:
+    nothing remembered, every older key is looked up; n: n keys, and writes of up
+    to n // 4)."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, remembered: int | None = None) -> None:
         self.folder = folder
+        self.remembered = remembered
         self.rule = RestatementRule()
         self.service = self._open()
         for campaign in CAMPAIGNS:
             self.service.register(TENANT, campaign)
 
     def _open(self) -> MetricsService:
-        return MetricsService(DuckDBMetricsStore(self.folder / "metrics.duckdb"))
+        store = DuckDBMetricsStore(self.folder / "metrics.duckdb")
+        if self.remembered is not None:
+            store._recent = RecentVersions(self.remembered, self.remembered // 4)
+        return MetricsService(store)
 
     @property
     def store(self) -> DuckDBMetricsStore:
@@ -127,6 +137,15 @@ class Feed:
 
 @pytest.fixture
 def feed(tmp_path: Path) -> Iterator[Feed]:
+    """A feed whose store remembers no version: what the marks alone decide."""
+    opened = Feed(tmp_path, remembered=0)
+    yield opened
+    opened.close()
+
+
+@pytest.fixture
+def remembering(tmp_path: Path) -> Iterator[Feed]:
+    """A feed whose store remembers versions as it does in service."""
     opened = Feed(tmp_path)
     yield opened
     opened.close()
@@ -134,15 +153,15 @@ def feed(tmp_path: Path) -> Iterator[Feed]:
 
 @contextmanager
 def counting_lookups(store: DuckDBMetricsStore) -> Iterator[list[int]]:
-    """Per write, how many of its rows were looked up among the stored versions."""
+    """Per lookup of stored versions in the table, how many keys it looked up."""
     looked_up: list[int] = []
-    lookup = store._stored_versions
+    lookup = store._look_up
 
-    def record(cur, batch, keys, above_marks):  # type: ignore[no-untyped-def]
-        looked_up.append(int(np.count_nonzero(~above_marks)))
-        return lookup(cur, batch, keys, above_marks)
+    def record(cur, keys):  # type: ignore[no-untyped-def]
+        looked_up.append(len(keys))
+        return lookup(cur, keys)
 
-    with mock.patch.object(store, "_stored_versions", side_effect=record):
+    with mock.patch.object(store, "_look_up", side_effect=record):
         yield looked_up
 
 
@@ -192,7 +211,7 @@ def test_fresh_hours_of_interleaved_campaigns_are_not_looked_up(feed: Feed) -> N
         interleave(feed, range(4))
         feed.send(hour(A, 4), hour(A, 3), hour(A, 0, seed=9, lag_hours=6))
     # Only the replayed and the restated hour of the last batch.
-    assert looked_up == [0] * 8 + [6]
+    assert looked_up == [6]
 
 
 def test_after_a_restart_an_arm_is_looked_up_until_it_passes_the_hours_stored(
@@ -203,7 +222,7 @@ def test_after_a_restart_an_arm_is_looked_up_until_it_passes_the_hours_stored(
     with counting_lookups(feed.store) as looked_up:
         interleave(feed, range(4, 6))
     # A's hour 4 ties B's latest stored hour (below B's keys of that hour); B is ahead.
-    assert looked_up == [0, 3, 0, 0]
+    assert looked_up == [3]
 
 
 def test_a_failed_write_stores_nothing_and_moves_no_mark(feed: Feed) -> None:
@@ -218,7 +237,62 @@ def test_a_failed_write_stores_nothing_and_moves_no_mark(feed: Feed) -> None:
         # Still above A's marks, so not looked up; then at them, so looked up.
         assert feed.send(hour(A, 2)) == IngestCounts(inserted=3)
         assert feed.send(hour(A, 2)) == IngestCounts(unchanged=3)
-    assert looked_up == [0, 3]
+    assert looked_up == [3]
+
+
+def test_a_replay_of_remembered_hours_runs_no_sql(remembering: Feed) -> None:
+    feed = remembering
+    interleave(feed, range(3))
+    generation = feed.store._db.generation
+    with counting_lookups(feed.store) as looked_up:
+        assert feed.send(hour(A, 2)) == IngestCounts(unchanged=3)
+        assert feed.send(hour(B, 1), hour(A, 0)) == IngestCounts(unchanged=6)
+        assert feed.store._db.generation == generation  # no transaction either
+        # A restatement and a stale version of remembered hours: no lookup.
+        assert feed.send(hour(A, 1, seed=7, lag_hours=5)) == IngestCounts(replaced=3)
+        assert feed.send(hour(B, 2, seed=8, lag_hours=0)) == IngestCounts(stale=3)
+        assert feed.send(hour(A, 1, seed=7, lag_hours=5)) == IngestCounts(unchanged=3)
+    assert looked_up == []
+
+
+def test_after_a_restart_versions_looked_up_once_are_remembered(remembering: Feed) -> None:
+    feed = remembering
+    interleave(feed, range(3))
+    feed.restart()
+    with counting_lookups(feed.store) as looked_up:
+        assert feed.send(hour(A, 1)) == IngestCounts(unchanged=3)
+        generation = feed.store._db.generation
+        assert feed.send(hour(A, 1)) == IngestCounts(unchanged=3)
+        assert feed.send(hour(A, 1, seed=3, lag_hours=4)) == IngestCounts(replaced=3)
+        assert feed.store._db.generation == generation + 1
+    assert looked_up == [3]
+
+
+def test_recent_versions_hold_two_generations_and_forget_on_a_bulk_write() -> None:
+    recent = RecentVersions(capacity=8, write_keys=2)
+    keys = np.arange(10, dtype=np.int64)
+    recent.remember(keys[:2], keys[:2] * 10)
+    assert recent.versions(keys[:2]).tolist() == [0, 10]
+    assert recent.versions(keys[:3]) is None
+    recent.remember(keys[2:4], keys[2:4] * 10)
+    recent.remember(keys[4:6], keys[4:6] * 10)
+    recent.remember(keys[6:8], keys[6:8] * 10)
+    # A newer version of a remembered key replaces it.
+    recent.remember(keys[:1], np.array([99]))
+    # The young generation (8 keys) was full: it became the old one.
+    assert recent.versions(keys[:8]).tolist() == [99, 10, 20, 30, 40, 50, 60, 70]
+    recent.remember(keys[8:10], keys[8:10] * 10)
+    assert recent.versions(keys[:10]) is not None
+    for start in (1, 3, 5):
+        recent.remember(keys[start : start + 2], keys[start : start + 2])
+    # Turned over again on the last write: the keys not written since the first
+    # turn (7) are forgotten.
+    assert recent.versions(keys[7:8]) is None
+    assert recent.versions(keys[:7]).tolist() == [99, 1, 2, 3, 4, 5, 6]
+    # A write of more keys than it takes in: everything is forgotten.
+    recent.remember(keys[:3], keys[:3])
+    assert recent.versions(keys[:1]) is None
+    assert recent.versions(keys[8:10]) is None
 
 
 @contextmanager
@@ -237,7 +311,11 @@ def pausing_after_commits(store: DuckDBMetricsStore) -> Iterator[None]:
         yield
 
 
-def test_streams_writing_the_same_hours_at_once_store_each_report_once(feed: Feed) -> None:
+@pytest.mark.parametrize("remembered", [0, None], ids=["marks-only", "remembering"])
+def test_streams_writing_the_same_hours_at_once_store_each_report_once(
+    tmp_path: Path, remembered: int | None
+) -> None:
+    feed = Feed(tmp_path, remembered)
     tables = [hour(c, h + (c is B)) for h in range(10) for c in CAMPAIGNS]
     streams = 3
 
@@ -252,6 +330,7 @@ def test_streams_writing_the_same_hours_at_once_store_each_report_once(feed: Fee
         assert sum(c.unchanged for c in counts) == table.num_rows * (streams - 1)
         feed.rule.ingest(table)
     feed.check_stored()
+    feed.close()
 
 
 @st.composite
@@ -279,13 +358,17 @@ def scenarios(draw: st.DrawFn) -> list[tuple]:
     )
 
 
+# Remembered versions: as in service; 12, so that a batch of one hour (3 keys) is
+# remembered, one of two hours forgets everything, and generations turn over every
+# few batches; none.
+@pytest.mark.parametrize("remembered", [None, 12, 0], ids=["default", "small", "none"])
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(steps=scenarios())
 def test_any_interleaving_of_fresh_and_earlier_hours_follows_the_restatement_rule(
-    steps: list[tuple],
+    remembered: int | None, steps: list[tuple]
 ) -> None:
     with tempfile.TemporaryDirectory(prefix="jangkau-fresh-hours-") as tmp:
-        feed = Feed(Path(tmp))
+        feed = Feed(Path(tmp), remembered)
         latest = {A.campaign_id: -1, B.campaign_id: -1}
         try:
             for kind, *arg in steps:
