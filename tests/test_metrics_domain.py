@@ -9,6 +9,8 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pyarrow as pa
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from jangkau.metrics import codec, domain
 from jangkau.metrics.domain import (
@@ -183,3 +185,29 @@ def test_the_earliest_time_written_is_found_per_campaign():
     }
     assert domain.earliest_by_campaign([table(["a"] * 3, [9, 7, 8])], "hour") == {"a": 7}
     assert domain.earliest_by_campaign([table([], [])], "hour") == {}
+
+
+@given(
+    cells=st.lists(
+        st.tuples(
+            st.integers(0, (1 << 31) - 1),
+            st.integers(domain.ALL_HOURS[0], domain.ALL_HOURS[1] - 1),
+            st.booleans(),
+        ),
+        max_size=40,
+    )
+)
+def test_distinct_cells_are_numpys_unique_pairs(cells: list[tuple[int, int, bool]]) -> None:
+    """Groups up to 2^31 and hours of years 1 to 9999, on the hour or on the day."""
+    group = np.array([g for g, _, _ in cells], dtype=np.int64)
+    hours = np.array([h for _, h, _ in cells], dtype=np.int64)
+    daily = np.array([d for _, _, d in cells], dtype=bool)
+    hour_us, day_us = domain.HOUR_US, domain.DAY_US
+    bucket = np.where(daily, hours * hour_us // day_us * day_us, hours * hour_us)
+    groups, starts, pair = domain.distinct_cells(group, bucket)
+    expected, expected_pair = np.unique(
+        np.stack([group, bucket]).reshape(2, -1), axis=1, return_inverse=True
+    )
+    assert groups.tolist() == expected[0].tolist()
+    assert starts.tolist() == expected[1].tolist()
+    assert pair.tolist() == expected_pair.ravel().tolist()

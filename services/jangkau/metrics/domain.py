@@ -1190,8 +1190,8 @@ class BucketSums:
         if not len(kept):
             return kept
         bucket = kept.bucket_us // DAY_US * DAY_US if daily else kept.bucket_us
-        cells, cell = np.unique(np.stack([kept.arm, bucket]), axis=1, return_inverse=True)
-        return BucketSums(cells[0], cells[1], kept.sums.regroup(cell.ravel(), cells.shape[1]))
+        arms, starts, cell = distinct_cells(kept.arm, bucket)
+        return BucketSums(arms, starts, kept.sums.regroup(cell, len(arms)))
 
     def hour_rows(self, spans: Sequence[tuple[int, int]]) -> HourRows:
         """Of hourly sums, the hours in any of `spans` ([first, stop) epoch hours), as
@@ -1217,6 +1217,19 @@ class BucketSums:
 
 # Every hour a report can carry (timestamps are years 1 to 9999).
 ALL_HOURS = hours_in(datetime(1, 1, 2, tzinfo=UTC), datetime(9999, 12, 31, tzinfo=UTC))
+
+
+def distinct_cells(
+    group: np.ndarray, bucket_us: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The distinct (group, bucket) pairs, ordered by group then bucket, as their
+    groups and their buckets, and the pair of each row. Groups are non-negative
+    indices below 2^31, buckets start on the hour. One unique of a packed 64-bit
+    key (hours since year 1 fit in 32 bits): `np.unique(..., axis=1)` over the two
+    rows costs ten times as much (about 200 µs for a day of 9 arms)."""
+    hour = bucket_us // HOUR_US - ALL_HOURS[0]
+    packed, pair = np.unique((group.astype(np.int64) << 32) | hour, return_inverse=True)
+    return packed >> 32, ((packed & 0xFFFFFFFF) + ALL_HOURS[0]) * HOUR_US, pair
 
 
 @dataclass(frozen=True)
@@ -1254,18 +1267,13 @@ def time_series(
     """Regroups (arm, bucket) sums by series key and computes each metric from
     the regrouped sums."""
     arm_series, keys = series_keys(registered, group_by)
-    series = arm_series[buckets.arm]
-    if len(series):
-        cells, cell = np.unique(np.stack([series, buckets.bucket_us]), axis=1, return_inverse=True)
-        cell = cell.ravel()
-    else:
-        cells, cell = np.zeros((2, 0), dtype=np.int64), np.zeros(0, dtype=np.int64)
-    sums = buckets.sums.regroup(cell, cells.shape[1])
+    series, bucket_starts, cell = distinct_cells(arm_series[buckets.arm], buckets.bucket_us)
+    sums = buckets.sums.regroup(cell, len(series))
     values = np.stack([metric_values(sums, m) for m in metrics], axis=1)
     starts, out = [], []
     for i in range(len(keys)):
-        mine = cells[0] == i
-        starts.append(cells[1][mine])
+        mine = series == i
+        starts.append(bucket_starts[mine])
         out.append(values[mine])
     return SeriesTable(keys, starts, out)
 
