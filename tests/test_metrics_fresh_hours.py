@@ -255,6 +255,23 @@ def test_a_replay_of_remembered_hours_runs_no_sql(remembering: Feed) -> None:
     assert looked_up == []
 
 
+def test_a_failed_write_is_not_remembered(remembering: Feed) -> None:
+    feed = remembering
+    interleave(feed, range(3))
+    restated = hour(A, 1, seed=7, lag_hours=5)
+    with (
+        mock.patch.object(feed.store, "_set_default_windows", side_effect=OSError("disk full")),
+        pytest.raises(OSError),
+    ):
+        feed.service.ingest_reports(TENANT, restated)
+    feed.check_stored()
+    with counting_lookups(feed.store) as looked_up:
+        # Had the rolled-back versions been remembered, this would be "unchanged".
+        assert feed.send(restated) == IngestCounts(replaced=3)
+        assert feed.send(restated) == IngestCounts(unchanged=3)
+    assert looked_up == []
+
+
 def test_after_a_restart_versions_looked_up_once_are_remembered(remembering: Feed) -> None:
     feed = remembering
     interleave(feed, range(3))
