@@ -1226,7 +1226,7 @@ def distinct_cells(
     groups and their buckets, and the pair of each row. Groups are non-negative
     indices below 2^31, buckets start on the hour. One unique of a packed 64-bit
     key (hours since year 1 fit in 32 bits): `np.unique(..., axis=1)` over the two
-    rows costs ten times as much (about 200 µs for a day of 9 arms)."""
+    rows costs ten times as much (210 against 19 µs for three days of 9 arms)."""
     hour = bucket_us // HOUR_US - ALL_HOURS[0]
     packed, pair = np.unique((group.astype(np.int64) << 32) | hour, return_inverse=True)
     return packed >> 32, ((packed & 0xFFFFFFFF) + ALL_HOURS[0]) * HOUR_US, pair
