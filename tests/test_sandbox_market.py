@@ -12,10 +12,50 @@ from jangkau.sandbox.domain import MarketArm, MarketHiccup, SandboxCampaign, San
 START = datetime(2024, 10, 1, tzinfo=UTC)
 
 
-def market(reach=(0, 0, 0), **options) -> SandboxCampaign:
-    arms = tuple(MarketArm(f"a{i}", 1, "aud", r) for i, r in enumerate(reach))
+def market(
+    reach=(0, 0, 0), campaign_id="cmp_test", seed=7, audience_id="aud", **options
+) -> SandboxCampaign:
+    arms = tuple(MarketArm(f"a{i}", 1, audience_id, r) for i, r in enumerate(reach))
     return SandboxCampaign(
-        "cmp_test", "IDR", arms, 7, "pilkada", START, START + timedelta(days=10), 10**14, **options
+        campaign_id,
+        "IDR",
+        arms,
+        seed,
+        "pilkada",
+        START,
+        START + timedelta(days=10),
+        10**14,
+        **options,
+    )
+
+
+def delivered(m: SandboxCampaign) -> list[tuple[str, int, float]]:
+    """A day of reports at fixed budgets, with refused edits and failed pulls as they
+    happen: what a rebalancer would see."""
+    seen: list[tuple[str, int, float]] = []
+    for h in range(24):
+        at = START + h * HOUR
+        outcomes = m.set_budgets(at, {"a0": 24_000_000 + h, "a1": 48_000_000, "a2": 0})
+        seen += [("edit", int(ok), 0) for _, ok, _, _ in outcomes]
+        try:
+            rows = m.fetch(START, at + HOUR, at + HOUR)
+        except MarketHiccup:
+            seen.append(("hiccup", h, 0))
+            continue
+        seen += [(r.arm_id, r.spend_micros, r.conversions) for r in rows]
+    return seen
+
+
+def test_the_same_seed_and_arms_give_the_same_market_whatever_the_campaign_id():
+    options = dict(reach=(50_000, 2_000_000, 0), rejection_rate=0.2, error_rate=0.2)
+    first = market(campaign_id="cmp_one", audience_id="aud_1", **options)
+    again = market(campaign_id="cmp_two", audience_id="aud_2", **options)
+    assert (first.market.kappa == again.market.kappa).all()
+    assert delivered(first) == delivered(again)
+    other_seed = market(campaign_id="cmp_one", audience_id="aud_1", seed=8, **options)
+    assert not (first.market.kappa == other_seed.market.kappa).all()
+    assert delivered(market(campaign_id="cmp_one", audience_id="aud_1", **options)) != delivered(
+        other_seed
     )
 
 

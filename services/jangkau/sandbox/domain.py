@@ -103,6 +103,8 @@ class SandboxCampaign:
     rejection_rate: float = 0.0
     error_rate: float = 0.0
     market: Market = field(init=False)
+    # What the market's chance is drawn from: the seed and the arms.
+    _identity: int = field(default=0, init=False)
     # Per arm: (first hour index, hourly budget micros) in the order set.
     _budget_changes: list[list[tuple[int, int]]] = field(init=False)
     _delivered_hours: int = field(default=0, init=False)
@@ -114,7 +116,11 @@ class SandboxCampaign:
         self.start = floor_hour(self.start)
         hours = int((self.end - self.start) / HOUR) + 1
         scenario = scenario_for(self.scenario_name, len(self.arms), hours, self.total_budget_micros)
-        self.market = Market(scenario, _mix(self.seed, self.campaign_id), restatements=True)
+        # The same seed and arms give the same market (sandbox.proto): the hidden curves
+        # and every roll of chance follow from them, not from the campaign's id, which
+        # the budget service draws anew for each campaign created.
+        self._identity = _mix(self.seed, *(f"{a.arm_id}/{a.platform}" for a in self.arms))
+        self.market = Market(scenario, self._identity, restatements=True)
         self._scale_to_reach()
         self._budget_changes = [[] for _ in self.arms]
         self._index = {arm.arm_id: i for i, arm in enumerate(self.arms)}
@@ -129,7 +135,7 @@ class SandboxCampaign:
         known = reach > 0
         if not known.any():
             return
-        rng = np.random.default_rng(_mix(self.seed, self.campaign_id, "reach"))
+        rng = np.random.default_rng(_mix(self._identity, "reach"))
         n = len(self.arms)
         per_hour = reach * HIDDEN_IMPRESSIONS_PER_PERSON_PER_DAY / 24.0
         capacity = per_hour * np.exp(rng.normal(0.0, 0.6, n))
@@ -160,7 +166,7 @@ class SandboxCampaign:
                 raise SandboxError("budgets.arm_id", f"unknown arm {arm_id!r}")
             if daily < 0:
                 raise SandboxError("budgets.daily_budget_micros", "must be >= 0")
-            roll = _mix(self.seed, self.campaign_id, arm_id, hour, "edit") / 2**64
+            roll = _mix(self._identity, arm_id, hour, "edit") / 2**64
             if daily > 0 and roll < self.rejection_rate:
                 outcomes.append((arm_id, False, daily, "edit rejected: ad set under review"))
                 continue
@@ -193,7 +199,7 @@ class SandboxCampaign:
         if at < until:
             raise SandboxError("at", "a pull cannot be earlier than the end of the window")
         first, last = max(self.hour_index(since), 0), self.hour_index(until)
-        roll = _mix(self.seed, self.campaign_id, at.isoformat(), "pull") / 2**64
+        roll = _mix(self._identity, at.isoformat(), "pull") / 2**64
         if roll < self.error_rate:
             raise MarketHiccup("reporting temporarily unavailable")
         self.deliver_until(last)
