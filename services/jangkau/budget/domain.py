@@ -8,7 +8,6 @@ the allocation policy. Pure: dataclasses and functions, no gRPC, no SQL.
 
 from __future__ import annotations
 
-import hashlib
 import math
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -31,6 +30,7 @@ from jangkau.budget.policy import (
     settings_with_overrides,
 )
 from jangkau.runtime.errors import Violations
+from jangkau.runtime.ids import period_seed
 
 HOUR = timedelta(hours=1)
 MICROS = 1_000_000
@@ -857,8 +857,7 @@ def effective_settings(defaults: PolicySettings, overrides: PolicyOverrides) -> 
 
 def derive_seed(campaign_id: str, period_start: datetime) -> int:
     """The seed used when a request gives none: fixed per (campaign, period), non-zero."""
-    digest = hashlib.sha256(f"{campaign_id}|{period_start.isoformat()}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") or 1
+    return period_seed(campaign_id, period_start)
 
 
 def evidence_window(campaign: Campaign, period_start: datetime) -> tuple[datetime, datetime] | None:

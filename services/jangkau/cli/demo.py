@@ -47,7 +47,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--out", type=Path, default=Path("out/demo"), help="charts folder")
     parser.add_argument("--days", type=float, default=None, help="simulate only N days")
-    parser.add_argument("--seed", type=int, default=SEED)
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=SEED,
+        help=f"seed of the supporter list, the market and the decisions: the same seed "
+        f"gives the same campaign and result ({SEED})",
+    )
     parser.set_defaults(run=run)
 
 
@@ -218,7 +224,9 @@ def _simulate(args: argparse.Namespace, cluster: Cluster, started: float) -> int
     for h in progress(list(range(hours + 1)), "simulating hours", enabled=True):
         at = FLIGHT_START + h * HOUR + timedelta(minutes=5)
         clock_now[0] = at
-        summary = rebalancer.run(RebalanceOptions(at=at, campaign_id=campaign.id, tenant="dev"))
+        summary = rebalancer.run(
+            RebalanceOptions(at=at, campaign_id=campaign.id, tenant="dev", seed=args.seed)
+        )
         failures += sum(1 for c in summary.campaigns if c.outcome.value == "failed")
         replays += sum(1 for c in summary.campaigns if c.outcome.value == "replayed")
     edits = rebalancer.store.edits_total("dev", campaign.id)

@@ -30,6 +30,7 @@ from jangkau.rebalancer.domain import (
     edits_needed,
 )
 from jangkau.rebalancer.store import RebalancerStore
+from jangkau.runtime.ids import period_seed
 from jangkau.runtime.times import floor_hour, from_timestamp, to_timestamp
 from jangkau.v1 import budget_pb2, metrics_pb2
 
@@ -54,6 +55,17 @@ class RebalanceOptions:
     # Budget changes smaller than this share of the budget in force are not pushed.
     min_edit_percent: float = 10.0
     tenant: str = ""
+    # Seed of the run's decisions, for simulations that must come out the same each
+    # time: each campaign's Thompson sample is then seeded from it, the campaign's name
+    # and the hour, not from the campaign's id. 0: the budget service derives the seed.
+    seed: int = 0
+
+
+def decision_seed(campaign: budget_pb2.Campaign, options: RebalanceOptions) -> int:
+    """The seed a run asks the campaign's decision to use (see RebalanceOptions.seed)."""
+    if not options.seed:
+        return 0
+    return period_seed(f"{options.seed}|{campaign.name}", floor_hour(options.at))
 
 
 def to_wire(report: PlatformReport) -> metrics_pb2.HourlyReport:
@@ -145,13 +157,14 @@ class Rebalancer:
         try:
             target = self.targets(campaign)
             run.reports_ingested = self._pull_reports(campaign, target, options)
+            seed = decision_seed(campaign, options)
             if options.dry_run:
-                allocation = self.client.budget.allocate(campaign.id, as_of=options.at)
+                allocation = self.client.budget.allocate(campaign.id, as_of=options.at, seed=seed)
                 run.outcome = Outcome.DRY_RUN
                 run.allocated_micros = allocation.allocated_micros
                 run.arms = {a.arm_id: a.budget_micros for a in allocation.arms}
                 return run
-            decision = self.client.budget.rebalance(campaign.id, as_of=options.at)
+            decision = self.client.budget.rebalance(campaign.id, as_of=options.at, seed=seed)
             self._apply(campaign, target, decision, options, run)
         except grpc.RpcError as exc:
             run.outcome = Outcome.FAILED
