@@ -125,6 +125,17 @@ def test_a_second_run_in_the_same_hour_applies_nothing(start_cluster):
     assert again.campaigns[0].campaign_id == campaign.id
 
 
+def decisions_of(jk, campaign):
+    """The campaign's decisions in period order: each one's seed and arm budgets."""
+    decisions = sorted(
+        jk.budget.list_decisions(campaign.id), key=lambda d: d.allocation.period.start.seconds
+    )
+    return [
+        (d.allocation.seed, [(a.arm_id, a.budget_micros) for a in d.allocation.arms])
+        for d in decisions
+    ]
+
+
 def test_a_seeded_run_decides_alike_campaigns_alike_whatever_their_ids(start_cluster):
     """Two campaigns made the same way get different ids; under a seeded run (as the
     demo makes) they see the same sandbox market and get the same decisions, hour after
@@ -137,15 +148,7 @@ def test_a_seeded_run_decides_alike_campaigns_alike_whatever_their_ids(start_clu
         rb = rebalancer(cluster, jk, at)
         runs = run_hours(rb, at, 3, seed=11)
         rb.store.close()
-        decided = [
-            [
-                (d.allocation.seed, [(a.arm_id, a.budget_micros) for a in d.allocation.arms])
-                for d in sorted(
-                    jk.budget.list_decisions(c.id), key=lambda d: d.allocation.period.start.seconds
-                )
-            ]
-            for c in (first, second)
-        ]
+        decided = [decisions_of(jk, c) for c in (first, second)]
     assert first.id != second.id
     assert unseeded[0] != unseeded[1]
     assert all(c.outcome.value == "applied" for run in runs for c in run.campaigns)
@@ -173,6 +176,21 @@ def rebalance_command(cluster, at, *extra, token=TOKENS["alpha"]):
         text=True,
         timeout=120,
     )
+
+
+def test_the_rebalance_command_takes_the_seed_of_a_simulation(start_cluster):
+    cluster = start_cluster(*SERVICES)
+    with client(cluster) as jk:
+        first, second = create_campaign(jk), create_campaign(jk)
+        for h in range(2):
+            at = FLIGHT_START + h * HOUR + timedelta(minutes=5)
+            result = rebalance_command(cluster, at, "--seed", "11")
+            assert result.returncode == 0, result.stderr
+        decided = [decisions_of(jk, c) for c in (first, second)]
+        opened = sandbox_stub(cluster).Evaluate(sandbox_pb2.EvaluateRequest(campaign_id=first.id))
+    assert opened.seed == 11
+    assert len(decided[0]) == 2
+    assert decided[0] == decided[1]
 
 
 def test_with_metrics_down_the_last_budgets_stay_and_the_next_run_catches_up(start_cluster):

@@ -40,6 +40,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=10.0,
         help="leave budgets that would move less than this (default 10)",
     )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="for simulations that must come out the same: seed of the sandbox market of "
+        "campaigns it opens, and of each decision with the campaign's name and the hour "
+        "(default 0: budget derives each decision's seed from the campaign id)",
+    )
     common_options(parser)
     parser.set_defaults(run=_rebalance)
 
@@ -51,7 +59,7 @@ def _rebalance(args: argparse.Namespace) -> int:
     with Jangkau.from_env(token=token, timeout=args.timeout) as client:
         tenant = _tenant(settings, token)
         try:
-            rebalancer = build(settings, client, clock=lambda: at)
+            rebalancer = build(settings, client, clock=lambda: at, seed=args.seed)
         except LeaseHeld as exc:
             print(f"error: {exc}", file=sys.stderr)
             return EXIT_UNAVAILABLE
@@ -63,6 +71,7 @@ def _rebalance(args: argparse.Namespace) -> int:
                 max_run_seconds=args.max_seconds,
                 min_edit_percent=args.min_edit_percent,
                 tenant=tenant,
+                seed=args.seed,
             )
             summary = rebalancer.run(options, progress=lambda items: progress(items, "rebalance"))
         finally:
