@@ -553,21 +553,26 @@ class DuckDBMetricsStore:
         with self._ingest_lock:
             with self._cache_lock:
                 known = [self._windows.get(name) for name in names]
-            plan = None
+            plan = older = None
             if None not in known:
-                # Every window named before: the stored versions may all be known
-                # here, and a batch that changes nothing (a replay) needs no SQL.
+                # Every window named before: the keys are known now, and the stored
+                # version of every row not above its arm's mark may be remembered;
+                # then a batch that changes nothing (a replay) needs no SQL.
                 keys = report_keys(arm_ref, hour_us, np.asarray(known, dtype=np.int64)[name_of_row])
-                plan = self._plan_from_memory(arm_ref, keys, versions)
-                if plan is not None and not (plan.insert_rows.size or plan.replace_rows.size):
-                    return _per_batch(batches, plan)
+                older = keys[~self._marks.above(arm_ref, keys)]
+                remembered = self._recent.versions(older)
+                if remembered is not None:
+                    plan = domain.plan_upsert(keys, versions, older, remembered)
+                    if not (plan.insert_rows.size or plan.replace_rows.size):
+                        return _per_batch(batches, plan)
             with self._db.transaction() as cur:
                 refs, new_windows = self._window_refs(cur, names)
                 window_ref = np.asarray(refs, dtype=np.int64)[name_of_row]
-                keys = report_keys(arm_ref, hour_us, window_ref)
-                if plan is None:
-                    # A stored version is not remembered, or a window is new here.
+                if older is None:
+                    # A window is new here: its reference is only now assigned.
+                    keys = report_keys(arm_ref, hour_us, window_ref)
                     older = keys[~self._marks.above(arm_ref, keys)]
+                if plan is None:
                     stored = self._look_up(cur, older) if older.size else (_NO_KEYS, _NO_KEYS)
                     plan = domain.plan_upsert(keys, versions, *stored)
                 rows = pa.table(
@@ -613,17 +618,6 @@ class DuckDBMetricsStore:
         if defaults:
             self._forget_arms(defaults)
         return _per_batch(batches, plan)
-
-    def _plan_from_memory(
-        self, arm_ref: np.ndarray, keys: np.ndarray, versions: np.ndarray
-    ) -> domain.UpsertPlan | None:
-        """The batch's plan when no stored version needs a lookup: every row is above
-        its arm's mark or of a key whose version this process remembers."""
-        older = keys[~self._marks.above(arm_ref, keys)]
-        stored = self._recent.versions(older)
-        if stored is None:
-            return None
-        return domain.plan_upsert(keys, versions, older, stored)
 
     def _look_up(
         self, cur: duckdb.DuckDBPyConnection, keys: np.ndarray
