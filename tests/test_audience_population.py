@@ -1,5 +1,6 @@
-"""The population cells: real province totals, synthetic but plausible and
-deterministic below them, and seeded into the service's store."""
+"""The population cells: real province totals and real kabupaten/kota (codes,
+names, population), synthetic but plausible and deterministic below them, and
+seeded into the service's store."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from jangkau.audience.domain import (
     CONNECTIVITY_HIGH_FROM,
     CONNECTIVITY_MEDIUM_FROM,
     Connectivity,
+    Gender,
 )
 from jangkau.audience.service import AudienceService
 from jangkau.audience.store import AudienceStore
@@ -47,6 +49,68 @@ def test_each_province_has_its_real_number_of_kabupaten_and_kota(national):
     counts = np.bincount(regencies // 100)
     for p in population.load_provinces():
         assert counts[p.code] == p.regencies
+
+
+def test_the_reference_data_lists_every_kabupaten_and_kota_once():
+    regencies = population.load_regencies()
+    assert len(regencies) == 514
+    assert len({r.code for r in regencies}) == 514
+    counts = np.bincount([r.province for r in regencies])
+    for p in population.load_provinces():
+        assert counts[p.code] == p.regencies
+    for r in regencies:
+        # Kemendagri numbers kabupaten 01-69 and kota 71-99 (Jakarta's are administrative).
+        assert r.name.split()[0] == ("Kota" if r.is_kota else "Kabupaten"), r
+        assert r.male > 0 and r.female > 0
+    assert {r.code: r.name for r in regencies}[3273] == "Kota Bandung"
+    assert sum(r.population for r in regencies) == 284_973_643
+
+
+def test_the_cells_use_the_real_kabupaten_and_kota_codes(national):
+    real = {r.code for r in population.load_regencies()}
+    assert set(np.unique(column(national.cells, "regency")).tolist()) == real
+
+
+def test_a_provinces_voters_are_split_over_its_regencies_as_their_population(national):
+    cells = national.cells
+    voters = np.bincount(column(cells, "regency").astype(int), column(cells, "voters"))
+    dpt = {p.code: p.dpt for p in population.load_provinces()}
+    regencies = population.load_regencies()
+    people = np.bincount([r.province for r in regencies], [r.population for r in regencies])
+    for r in regencies:
+        expected = dpt[r.province] * r.population / people[r.province]
+        assert abs(voters[r.code] - expected) < 1, r
+    # Kota Bandung: 2,591,763 of Jawa Barat's 51,316,378 people, so of its 35,714,901 voters.
+    assert voters[3273] == pytest.approx(35_714_901 * 2_591_763 / 51_316_378, abs=1)
+
+
+def test_each_regencys_voters_are_split_by_sex_as_its_population(national):
+    cells = national.cells
+    regency = column(cells, "regency").astype(int)
+    voters = column(cells, "voters").astype(float)
+    female = column(cells, "gender") == Gender.FEMALE
+    all_voters = np.bincount(regency, voters)
+    female_voters = np.bincount(regency, voters * female)
+    for r in population.load_regencies():
+        assert female_voters[r.code] / all_voters[r.code] == pytest.approx(
+            r.female / r.population, abs=0.01
+        ), r
+    # Kabupaten Halmahera Tengah (mining towns): 39,000 women of 106,500 people.
+    assert female_voters[8202] / all_voters[8202] == pytest.approx(0.366, abs=0.01)
+
+
+def test_a_small_population_keeps_each_provinces_most_populous_regencies():
+    small = population.generate(districts=120)
+    kept = set(np.unique(column(small.cells, "regency")).tolist())
+    by_province: dict[int, list[population.Regency]] = {}
+    for r in population.load_regencies():
+        by_province.setdefault(r.province, []).append(r)
+    for code, regencies in by_province.items():
+        inside = sorted((r for r in regencies if r.code in kept), key=lambda r: r.population)
+        outside = [r for r in regencies if r.code not in kept]
+        assert inside, code
+        assert all(o.population <= inside[0].population for o in outside), code
+    assert 3201 in kept  # Kabupaten Bogor, Jawa Barat's largest
 
 
 def test_codes_roll_up_by_prefix_and_use_kemendagri_ranges(national):

@@ -2,9 +2,10 @@
 gender × urban/rural, each with its voters, its share of people online and its
 reachable share on each platform.
 
-Province voter rolls, internet penetration (where APJII published it) and the
-number of kabupaten/kota come from services/jangkau/data/provinces.csv; below
-the province everything is synthetic but deterministic for a seed, and every
+Province voter rolls and internet penetration (where APJII published it) come
+from services/jangkau/data/provinces.csv; every kabupaten and kota, with its
+Kemendagri code, name and population by sex, from regencies.csv. Below the
+kabupaten/kota everything is synthetic but deterministic for a seed, and every
 assumption is written in services/jangkau/data/README.md. Pure numpy; `seed()`
 writes the result through the store.
 """
@@ -30,13 +31,14 @@ from jangkau.audience.domain import (
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "data"
 PROVINCES_CSV = DATA_DIR / "provinces.csv"
+REGENCIES_CSV = DATA_DIR / "regencies.csv"
 
 DEFAULT_SEED = 20241127
 NATIONAL_DISTRICTS = 7277
 NATIONAL_REGENCIES = 514
-NATIONAL_KOTA = 98
-GENERATOR_VERSION = "1"
+GENERATOR_VERSION = "2"
 JAKARTA = 31
+FIRST_KOTA = 71  # regency numbers 01-69 are kabupaten, 71-99 kota
 
 # APJII 2024 national penetration in urban and rural areas; fills provinces
 # without a published figure (README: "modelled").
@@ -122,6 +124,45 @@ def load_provinces(path: Path = PROVINCES_CSV) -> list[Province]:
 
 
 @dataclass(frozen=True)
+class Regency:
+    """A kabupaten or kota: its 4-digit Kemendagri code (the first two digits are
+    its province), its name, and its population by sex (Kemendagri 2025)."""
+
+    code: int
+    name: str
+    male: int
+    female: int
+
+    @property
+    def province(self) -> int:
+        return self.code // 100
+
+    @property
+    def population(self) -> int:
+        return self.male + self.female
+
+    @property
+    def is_kota(self) -> bool:
+        return self.code % 100 >= FIRST_KOTA
+
+
+def load_regencies(path: Path = REGENCIES_CSV) -> list[Regency]:
+    """The 514 kabupaten and kota of the reference data, by code."""
+    with path.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    regencies = [
+        Regency(
+            code=int(row["code"]),
+            name=row["name"],
+            male=int(row["population_male"]),
+            female=int(row["population_female"]),
+        )
+        for row in rows
+    ]
+    return sorted(regencies, key=lambda r: r.code)
+
+
+@dataclass(frozen=True)
 class Population:
     cells: pa.Table
     provinces: pa.Table
@@ -148,7 +189,8 @@ def apportion_rows(totals: np.ndarray, weights: np.ndarray) -> np.ndarray:
 
 def generate(seed: int = DEFAULT_SEED, districts: int = NATIONAL_DISTRICTS) -> Population:
     """Builds the cells deterministically. `districts` below the national 7,277
-    gives a smaller population with the same provinces (for tests)."""
+    gives a smaller population with the same provinces (for tests); below twice
+    the 514 kabupaten/kota, a province keeps only its most populous ones."""
     provinces = load_provinces()
     rng = np.random.default_rng(seed)
     n_prov = len(provinces)
@@ -156,6 +198,15 @@ def generate(seed: int = DEFAULT_SEED, districts: int = NATIONAL_DISTRICTS) -> P
         raise ValueError(f"districts must be at least {n_prov}")
     dpt = np.array([p.dpt for p in provinces], dtype=np.int64)
     real_regencies = np.array([p.regencies for p in provinces], dtype=np.int64)
+    by_province: dict[int, list[Regency]] = {p.code: [] for p in provinces}
+    for regency in load_regencies():
+        by_province[regency.province].append(regency)
+    for p in provinces:
+        if len(by_province[p.code]) != p.regencies:
+            raise ValueError(
+                f"regencies.csv has {len(by_province[p.code])} kabupaten/kota for province "
+                f"{p.code}; provinces.csv says {p.regencies}"
+            )
 
     # Districts per province: half by kab/kota count, half by voters; at least
     # one per kab/kota when there are enough districts.
@@ -168,33 +219,29 @@ def generate(seed: int = DEFAULT_SEED, districts: int = NATIONAL_DISTRICTS) -> P
     regency_of: list[np.ndarray] = []
     voters: list[np.ndarray] = []
     urban: list[np.ndarray] = []
+    female: list[np.ndarray] = []
     for i, province in enumerate(provinces):
         n_reg, n_dist = int(regencies[i]), int(province_districts[i])
-        if province.code == JAKARTA:
-            # DKI is one city: five kota and one kabupaten (the islands).
-            n_kota = n_reg - 1
-        else:
-            n_kota = min(n_reg - 1, round(n_reg * NATIONAL_KOTA / NATIONAL_REGENCIES))
-        n_kab = n_reg - n_kota
-        numbers = np.concatenate([np.arange(1, n_kab + 1), np.arange(71, 71 + n_kota)])
-        is_kota = numbers >= 71
+        # A small population keeps the province's most populous kabupaten/kota.
+        kept = sorted(by_province[province.code], key=lambda r: -r.population)[:n_reg]
+        kept.sort(key=lambda r: r.code)
+        is_kota = np.array([r.is_kota for r in kept])
         # Kota are smaller in area: fewer districts each.
         size = rng.lognormal(0.0, 0.35, n_reg) * np.where(is_kota, 0.45, 1.0)
         per_regency = 1 + apportion(n_dist - n_reg, size)
         per_regency = np.minimum(per_regency, 99)
-        regency_codes = province.code * 100 + numbers
-        for code, count in zip(regency_codes, per_regency, strict=True):
-            codes.append(code * 100 + np.arange(1, count + 1))
-            regency_of.append(np.full(count, code))
+        # The province's voter roll, split over its kabupaten/kota as their
+        # population is, then over each one's districts at random.
+        regency_voters = apportion(province.dpt, np.array([r.population for r in kept], float))
+        for regency, count, total in zip(kept, per_regency, regency_voters, strict=True):
+            codes.append(regency.code * 100 + np.arange(1, count + 1))
+            regency_of.append(np.full(count, regency.code))
+            voters.append(apportion(int(total), rng.lognormal(0.0, 0.45, count)))
+            # Voters by sex as the kabupaten/kota's population, give or take.
+            share = regency.female / regency.population
+            female.append(np.clip(share + rng.normal(0.0, 0.004, count), 0.3, 0.7))
         district_kota = np.repeat(is_kota, per_regency)
         n = int(per_regency.sum())
-        # Districts in kota hold more voters each.
-        weight = (
-            np.repeat(rng.lognormal(0.0, 0.5, n_reg), per_regency)
-            * rng.lognormal(0.0, 0.45, n)
-            * np.where(district_kota, 2.5, 1.0)
-        )
-        voters.append(apportion(province.dpt, weight))
         kota_urban = np.where(rng.random(n) < 0.6, 1.0, rng.beta(6.0, 1.5, n))
         kab_urban = np.where(rng.random(n) < 0.25, 0.0, rng.beta(2.0, 2.0, n))
         district_urban = np.where(district_kota, kota_urban, kab_urban)
@@ -204,6 +251,7 @@ def generate(seed: int = DEFAULT_SEED, districts: int = NATIONAL_DISTRICTS) -> P
     district_regency = np.concatenate(regency_of).astype(np.int64)
     district_voters = np.concatenate(voters)
     district_urban = np.concatenate(urban)
+    district_female = np.concatenate(female)
     n_districts = len(district)
 
     # Age mix per district: younger where urban, with Dirichlet noise.
@@ -211,12 +259,11 @@ def generate(seed: int = DEFAULT_SEED, districts: int = NATIONAL_DISTRICTS) -> P
     age_mean = AGE_MIX[None, :] * (1.0 + district_urban[:, None] * tilt[None, :])
     age_mean /= age_mean.sum(axis=1, keepdims=True)
     age_mix = np.vstack([rng.dirichlet(400.0 * row) for row in age_mean])
-    female = np.clip(0.5 + rng.normal(0.0, 0.006, n_districts), 0.47, 0.53)
 
     # Cell weights within a district, in (locality, age band, gender) order.
     n_bands = len(AGE_BANDS)
     locality_mix = np.stack([district_urban, 1.0 - district_urban], axis=1)
-    gender_mix = np.stack([1.0 - female, female], axis=1)
+    gender_mix = np.stack([1.0 - district_female, district_female], axis=1)
     weights = (
         locality_mix[:, :, None, None] * age_mix[:, None, :, None] * gender_mix[:, None, None, :]
     ).reshape(n_districts, -1)
