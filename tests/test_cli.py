@@ -259,6 +259,66 @@ def test_a_viewer_cannot_create(cli_cluster):
     assert "permission_denied" in result.stderr
 
 
+def offline(*args: str) -> subprocess.CompletedProcess:
+    """The command with no services to reach."""
+    return subprocess.run(
+        [sys.executable, "-m", "jangkau.cli.main", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_regions_finds_kabupaten_and_kota_by_name_and_code_without_a_service():
+    by_name = offline("audience", "regions", "bandung")
+    assert by_name.returncode == EXIT_OK, by_name.stderr
+    listed = [line.split()[0] for line in by_name.stdout.splitlines()[2:]]
+    assert listed == ["3204", "3217", "3273"]
+    assert "Kota Bandung" in by_name.stdout
+    # A district code finds its kabupaten/kota; words and province narrow it down.
+    district = offline("audience", "regions", "327301", "--json")
+    assert [r["name"] for r in json.loads(district.stdout)] == ["Kota Bandung"]
+    kota = json.loads(offline("audience", "regions", "kota", "jawa barat", "--json").stdout)
+    assert len(kota) == 9 and all(r["province"] == "32" for r in kota)
+    nothing = offline("audience", "regions", "atlantis")
+    assert nothing.returncode == EXIT_NOT_FOUND
+    assert "no kabupaten/kota matches 'atlantis'" in nothing.stderr
+
+
+def test_a_region_found_by_name_is_sized_by_the_service_with_its_voters(cli_cluster):
+    found = json.loads(offline("audience", "regions", "kota", "bandung", "--json").stdout)
+    assert [r["code"] for r in found] == ["3273"]
+    created = jangkau(
+        cli_cluster,
+        "audience",
+        "create",
+        "--name",
+        "Kota Bandung",
+        "--region",
+        found[0]["code"],
+        "--json",
+    )
+    assert created.returncode == EXIT_OK, created.stderr
+    size = jangkau(cli_cluster, "audience", "size", json.loads(created.stdout)["id"], "--json")
+    assert size.returncode == EXIT_OK, size.stderr
+    # Jawa Barat's 35,714,901 voters, as Kota Bandung's 2,591,763 of its 51,316,378 people.
+    voters = int(json.loads(size.stdout)["voters"])
+    assert voters == pytest.approx(35_714_901 * 2_591_763 / 51_316_378, abs=1)
+
+
+def test_a_closed_pipe_ends_the_command_without_a_traceback():
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jangkau.cli.main", "audience", "regions", "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # as `| head` does once it has read enough
+    stderr = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) != EXIT_OK
+    assert "Traceback" not in stderr
+
+
 def test_tune_runs_a_resumable_study(tmp_path):
     import optuna
 

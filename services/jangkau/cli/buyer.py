@@ -15,6 +15,7 @@ import grpc
 from google.protobuf import json_format
 
 from jangkau.cli.output import (
+    EXIT_NOT_FOUND,
     EXIT_OK,
     CliError,
     emit_json,
@@ -231,6 +232,15 @@ def _register_audience(subparsers: argparse._SubParsersAction) -> None:
     common_options(export)
     export.set_defaults(run=command(_audience_export))
 
+    regions = sub.add_parser(
+        "regions", help="kabupaten/kota codes for --region, found by name, province or code"
+    )
+    regions.add_argument(
+        "query", nargs="*", help="words of the name or its province, or a code (prefix)"
+    )
+    regions.add_argument("--json", action="store_true", help="machine-readable output")
+    regions.set_defaults(run=_audience_regions)
+
     upload = sub.add_parser("upload-list", help="upload a contact list (only hashes are kept)")
     upload.add_argument("--name", required=True)
     upload.add_argument("--purpose", required=True)
@@ -422,6 +432,48 @@ def _audience_list(args: argparse.Namespace, jk: Jangkau) -> int:
     rows = [(a.id, a.name, "yes" if a.uses_contact_lists else "no") for a in audiences]
     print(table(["id", "name", "contact lists"], rows) if rows else "no audiences")
     return EXIT_OK
+
+
+def _audience_regions(args: argparse.Namespace) -> int:
+    """The reference data shipped with jangkau, no service needed: every word must
+    match (a code matches its kabupaten/kota, a prefix every code under it)."""
+    from jangkau.audience.population import load_provinces, load_regencies
+
+    provinces = {p.code: p.name for p in load_provinces()}
+    words = [w.lower() for w in args.query]
+
+    def matches(code: str, text: str) -> bool:
+        return all(
+            (code.startswith(w) or w.startswith(code)) if w.isdigit() else w in text for w in words
+        )
+
+    found = [
+        r
+        for r in load_regencies()
+        if matches(str(r.code), f"{r.name} {provinces[r.province]}".lower())
+    ]
+    if args.json:
+        emit_json(
+            [
+                {
+                    "code": str(r.code),
+                    "name": r.name,
+                    "province": str(r.province),
+                    "provinceName": provinces[r.province],
+                    "population": r.population,
+                }
+                for r in found
+            ]
+        )
+    elif found:
+        rows = [
+            (r.code, r.name, f"{r.province} {provinces[r.province]}", f"{r.population:,}")
+            for r in found
+        ]
+        print(table(["code", "kabupaten/kota", "province", "population"], rows, right=[3]))
+    else:
+        print(f"no kabupaten/kota matches {' '.join(args.query)!r}", file=sys.stderr)
+    return EXIT_OK if found else EXIT_NOT_FOUND
 
 
 def _audience_size(args: argparse.Namespace, jk: Jangkau) -> int:

@@ -4,11 +4,12 @@ this package and registers itself on the parser."""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
 from jangkau.cli import buyer, demo, ops, rebalance
-from jangkau.cli.output import EXIT_OK
+from jangkau.cli.output import EXIT_FAILED, EXIT_OK
 
 # Modules that add subcommands: each has `register(subparsers)`.
 _COMMAND_MODULES = [ops, buyer, rebalance, demo]
@@ -28,7 +29,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    return int(args.run(args) or EXIT_OK)
+    try:
+        return int(args.run(args) or EXIT_OK)
+    except BrokenPipeError:
+        # The reader went away (`jangkau ... | head`): stop without a traceback, and
+        # without another one when Python flushes stdout on the way out.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_FAILED
 
 
 if __name__ == "__main__":
