@@ -288,22 +288,30 @@ def test_regions_finds_kabupaten_and_kota_by_name_and_code_without_a_service():
 def test_a_region_found_by_name_is_sized_by_the_service_with_its_voters(cli_cluster):
     found = json.loads(offline("audience", "regions", "kota", "bandung", "--json").stdout)
     assert [r["code"] for r in found] == ["3273"]
-    created = jangkau(
-        cli_cluster,
-        "audience",
-        "create",
-        "--name",
-        "Kota Bandung",
-        "--region",
-        found[0]["code"],
-        "--json",
-    )
-    assert created.returncode == EXIT_OK, created.stderr
-    size = jangkau(cli_cluster, "audience", "size", json.loads(created.stdout)["id"], "--json")
-    assert size.returncode == EXIT_OK, size.stderr
+
+    def voters(*region: str) -> int:
+        created = jangkau(cli_cluster, "audience", "create", "--name", "Kota Bandung", *region)
+        assert created.returncode == EXIT_OK, created.stderr
+        audience_id = created.stdout.split()[0]
+        size = jangkau(cli_cluster, "audience", "size", audience_id, "--json")
+        assert size.returncode == EXIT_OK, size.stderr
+        return int(json.loads(size.stdout)["voters"])
+
+    by_code = voters("--region", found[0]["code"])
     # Jawa Barat's 35,714,901 voters, as Kota Bandung's 2,591,763 of its 51,316,378 people.
-    voters = int(json.loads(size.stdout)["voters"])
-    assert voters == pytest.approx(35_714_901 * 2_591_763 / 51_316_378, abs=1)
+    assert by_code == pytest.approx(35_714_901 * 2_591_763 / 51_316_378, abs=1)
+    assert voters("--region", "kota  BANDUNG") == by_code
+    assert voters("--region", "Jawa Barat") == 35_714_901
+
+
+def test_a_region_name_that_fits_several_places_is_refused_with_them_listed():
+    result = offline("audience", "create", "--name", "x", "--region", "bandung")
+    assert result.returncode == EXIT_USAGE
+    assert "--region: 'bandung' fits 3 places" in result.stderr
+    assert "3273 Kota Bandung" in result.stderr
+    unknown = offline("audience", "create", "--name", "x", "--region", "Atlantis")
+    assert unknown.returncode == EXIT_USAGE
+    assert "--region: no province or kabupaten/kota is named 'Atlantis'" in unknown.stderr
 
 
 def test_a_closed_pipe_ends_the_command_without_a_traceback():

@@ -200,7 +200,12 @@ def _register_audience(subparsers: argparse._SubParsersAction) -> None:
     create = sub.add_parser("create", help="an audience: the AND of the conditions given")
     create.add_argument("--name", required=True)
     create.add_argument("--rule-file", type=Path, help="rule as JSON (the v1 Rule message)")
-    create.add_argument("--region", action="append", default=[], help="Kemendagri code prefix")
+    create.add_argument(
+        "--region",
+        action="append",
+        default=[],
+        help="Kemendagri code (prefix), or a province or kabupaten/kota by name",
+    )
     create.add_argument("--age", help="MIN-MAX years")
     create.add_argument("--gender", type=choice(GENDERS, "gender"))
     create.add_argument("--locality", type=choice(LOCALITIES, "locality"))
@@ -389,7 +394,8 @@ def _audience_create(args: argparse.Namespace, jk: Jangkau) -> int:
             raise CliError(f"--rule-file: {exc}") from None
         rules.append(rule)
     if args.region:
-        rules.append(audience_pb2.Rule(region=audience_pb2.RegionCondition(codes=args.region)))
+        codes = [region_code(value) for value in args.region]
+        rules.append(audience_pb2.Rule(region=audience_pb2.RegionCondition(codes=codes)))
     if args.age:
         low, _, high = args.age.partition("-")
         if not (low.isdigit() and high.isdigit()):
@@ -432,6 +438,32 @@ def _audience_list(args: argparse.Namespace, jk: Jangkau) -> int:
     rows = [(a.id, a.name, "yes" if a.uses_contact_lists else "no") for a in audiences]
     print(table(["id", "name", "contact lists"], rows) if rows else "no audiences")
     return EXIT_OK
+
+
+def region_code(value: str) -> str:
+    """A --region value: a code as given (the service checks it), or the code of the
+    province or kabupaten/kota of that name, or of the one place whose name holds it."""
+    if value.isdigit():
+        return value
+    from jangkau.audience.population import load_provinces, load_regencies
+
+    places = [(str(p.code), p.name) for p in load_provinces()]
+    places += [(str(r.code), r.name) for r in load_regencies()]
+    wanted = " ".join(value.lower().split())
+    found = [c for c, n in places if n.lower() == wanted]
+    found = found or [c for c, n in places if wanted in n.lower()]
+    if len(found) == 1:
+        return found[0]
+    if not found:
+        raise CliError(
+            f"--region: no province or kabupaten/kota is named {value!r} "
+            "(`jangkau audience regions WORDS` finds codes)"
+        )
+    names = dict(places)
+    listed = ", ".join(f"{c} {names[c]}" for c in found[:6]) + (", ..." if len(found) > 6 else "")
+    raise CliError(
+        f"--region: {value!r} fits {len(found)} places ({listed}); give a code or a full name"
+    )
 
 
 def _audience_regions(args: argparse.Namespace) -> int:
