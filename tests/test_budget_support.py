@@ -82,6 +82,7 @@ def even_policy(
     settings: PolicySettings,
     seed: int,
     coverage_floors: tuple = (),
+    currency: str = "IDR",
 ) -> PolicyResult:
     """Splits the budget evenly over eligible arms within their bounds (a stand-in
     with the policy's contract, for tests of the service around it)."""

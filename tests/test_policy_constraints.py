@@ -191,6 +191,22 @@ def test_arm_above_its_change_limit_is_capped_and_says_so() -> None:
     assert result.arms[0].bound == "change_limit"
 
 
+def test_reasons_name_amounts_in_the_campaigns_currency() -> None:
+    arms = [
+        ArmSpec("capped", prior_theta=100.0, prior_kappa_micros=1e10, max_micros=250_000_000),
+        ArmSpec("held", prior_theta=100.0, prior_kappa_micros=1e10, previous_micros=10**8),
+        ArmSpec("rest", prior_theta=1.0, prior_kappa_micros=1e8),
+    ]
+    rules = PolicySettings(max_change_percent=50.0, exploration_floor=0.0)
+    rupiah = allocate(arms, Evidence.empty(3), BUDGET, rules, 2).arms
+    assert [a.bound for a in rupiah[:2]] == ["maximum", "change_limit"]
+    assert rupiah[0].reason == "at its maximum of Rp 250 an hour"
+    assert rupiah[1].reason == "held within the change limit from its previous Rp 100"
+    dollars = allocate(arms, Evidence.empty(3), BUDGET, rules, 2, currency="USD").arms
+    assert dollars[0].reason == "at its maximum of 250.00 USD an hour"
+    assert all("micros" not in a.reason for a in (*rupiah, *dollars))
+
+
 def test_arm_that_was_off_may_restart_at_any_level() -> None:
     arms = [ArmSpec("restart", prior_theta=100.0, prior_kappa_micros=1e10, previous_micros=0)]
     result = allocate(arms, Evidence.empty(1), BUDGET, PolicySettings(max_change_percent=10.0), 4)

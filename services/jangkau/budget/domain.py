@@ -895,6 +895,8 @@ class AllocationBroken(RuntimeError):
     never returned to a caller)."""
 
 
+# A policy, as `jangkau.budget.policy.allocate`: (arms, evidence, period budget,
+# settings, seed, coverage floors, currency) -> the split with its reasons.
 PolicyFunction = Callable[..., PolicyResult]
 
 
@@ -981,7 +983,7 @@ def decide(
 
     if specs is None:
         specs = arm_specs(plan, previous)
-    result = policy(list(specs), snapshot.evidence, budget, settings, seed, plan.floors)
+    result = policy(list(specs), snapshot.evidence, budget, settings, seed, plan.floors, c.currency)
     arms = tuple(
         ArmOutcome(
             arm.arm_id,

@@ -69,6 +69,8 @@ from typing import Protocol
 import numpy as np
 from opentelemetry import trace
 
+from jangkau.runtime.money import money
+
 # Saturation scales κ (micros of spend per hour) the posterior mixes over. The
 # metrics service computes the sufficient statistics for exactly these values
 # (GetArmStatsRequest.kappas_micros).
@@ -1147,8 +1149,10 @@ def allocate(
     settings: PolicySettings,
     seed: int,
     coverage_floors: tuple[CoverageFloorSpec, ...] = (),
+    currency: str = "IDR",
 ) -> PolicyResult:
-    """The split of `period_budget_micros` across `arms` for one period."""
+    """The split of `period_budget_micros` across `arms` for one period; the reasons
+    name amounts in `currency`."""
     if not arms:
         return PolicyResult([], 0)
     table = ArmTable.of(arms)
@@ -1169,11 +1173,16 @@ def allocate(
     broken = violations(table, split.budgets, period_budget_micros, settings, coverage_floors)
     if broken:
         raise RuntimeError(f"the split breaks its own rules: {'; '.join(broken[:5])}")
-    return _explain(table, post, ratio, limits, split)
+    return _explain(table, post, ratio, limits, split, currency)
 
 
 def _explain(
-    table: ArmTable, post: Posterior, ratio: np.ndarray, limits: Limits, split: Split
+    table: ArmTable,
+    post: Posterior,
+    ratio: np.ndarray,
+    limits: Limits,
+    split: Split,
+    currency: str,
 ) -> PolicyResult:
     x = split.budgets
     spend = x.astype(float) * ratio
@@ -1189,7 +1198,9 @@ def _explain(
                 floor_of.setdefault(i, floor)
     budgets = x.tolist()
     decisions = [
-        ArmDecision(b, m, lo_, hi_, r, sd, BOUNDS[c], _reason(c, i, b, table, limits, floor_of, r))
+        ArmDecision(
+            b, m, lo_, hi_, r, sd, BOUNDS[c], _reason(c, i, b, table, limits, floor_of, currency)
+        )
         for i, (b, m, lo_, hi_, r, sd, c) in enumerate(
             zip(
                 budgets,
@@ -1230,31 +1241,34 @@ def _reason(
     table: ArmTable,
     limits: Limits,
     floor_of: dict[int, FloorNeed],
-    marginal: float,
+    currency: str = "IDR",
 ) -> str:
-    """One line: why this arm got this budget."""
+    """One line for the buyer: why this arm got this budget, amounts in the
+    campaign's currency."""
     bound = BOUNDS[code]
     if bound == "ineligible" or (bound == "off" and not limits.on_ok[i]):
         return limits.off_reason[i]
     if bound == "off":
         return (
-            f"off: at its minimum of {int(limits.lo[i])} micros it returns less than "
+            f"off: at its minimum of {money(limits.lo[i], currency)} it returns less than "
             "the other arms at the margin"
         )
     if bound == "maximum":
-        return f"at its maximum of {budget} micros per period"
+        return f"at its maximum of {money(budget, currency)} an hour"
     if bound == "change_limit":
-        return (
-            f"held within the change limit of the previous {int(table.previous_micros[i])} micros"
-        )
+        previous = money(table.previous_micros[i], currency)
+        return f"held within the change limit from its previous {previous}"
     if bound == "minimum":
-        return f"at its minimum of {budget} micros"
+        return f"at its minimum of {money(budget, currency)}"
     if bound == "exploration":
-        return f"kept at the exploration floor of {budget} micros"
+        return (
+            f"kept at the exploration floor of {money(budget, currency)}: this hour's "
+            "posterior sample rates it below the other arms at the margin"
+        )
     if bound == "coverage_floor" and i in floor_of:
         floor = floor_of[i]
         return f"raised to meet coverage floor '{floor.name}' ({floor.min_share:.0%} of the budget)"
-    return f"marginal returns equalised at {marginal:.4g} per 1,000,000 micros"
+    return "optimal on this hour's posterior sample: marginal returns equalised"
 
 
 def _gamma_interval(mean: np.ndarray, var: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -20,11 +20,11 @@ from jangkau.cli.output import (
     CliError,
     emit_json,
     fail,
-    money,
     rpc_error,
     table,
 )
 from jangkau.client import Jangkau
+from jangkau.runtime.money import money
 from jangkau.runtime.times import from_timestamp, to_timestamp, utcnow
 from jangkau.v1 import audience_pb2, budget_pb2, common_pb2, metrics_pb2
 

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from jangkau.cli.output import money, progress, table
+from jangkau.cli.output import progress, table
 from jangkau.client import Jangkau
 from jangkau.rebalancer.job import RebalanceOptions
 from jangkau.rebalancer.wiring import build
@@ -23,6 +23,7 @@ from jangkau.runtime.auth import DEV_TOKEN
 from jangkau.runtime.config import Settings
 from jangkau.runtime.launcher import Cluster
 from jangkau.runtime.logs import JsonFormatter
+from jangkau.runtime.money import money
 from jangkau.runtime.times import HOUR, to_timestamp
 from jangkau.v1 import audience_pb2, budget_pb2, common_pb2, metrics_pb2
 

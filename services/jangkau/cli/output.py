@@ -86,13 +86,6 @@ def table(headers: Sequence[str], rows: Iterable[Sequence[Any]], right: Iterable
     return "\n".join(out)
 
 
-def money(micros: int | float, currency: str = "IDR") -> str:
-    units = micros / 1_000_000
-    if currency == "IDR":
-        return f"Rp {units:,.0f}"
-    return f"{units:,.2f} {currency}"
-
-
 T = TypeVar("T")
 
 

@@ -11,7 +11,6 @@ from jangkau.cli.output import (
     EXIT_OK,
     EXIT_UNAVAILABLE,
     emit_json,
-    money,
     progress,
     table,
 )
@@ -22,6 +21,7 @@ from jangkau.rebalancer.wiring import build
 from jangkau.runtime.auth import DEV_TOKEN, TokenBook
 from jangkau.runtime.config import Settings
 from jangkau.runtime.errors import Unauthenticated
+from jangkau.runtime.money import money
 from jangkau.runtime.times import utcnow
 
 
