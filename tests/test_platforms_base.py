@@ -104,6 +104,8 @@ def test_error_summary_leads_with_the_platform_code() -> None:
     error = PermanentPlatformError(common_pb2.META, "budget too low", code="100/1885272")
     assert error.summary == "100/1885272: budget too low"
     assert str(error) == "META: budget too low"
+    market = PermanentPlatformError(common_pb2.PLATFORM_UNSPECIFIED, "sandbox: UNAVAILABLE")
+    assert str(market) == "sandbox: UNAVAILABLE"
 
 
 class _MarketAdapter:

@@ -222,7 +222,9 @@ class PlatformError(Exception):
     def __init__(
         self, platform: int, message: str, *, status: int | None = None, code: str = ""
     ) -> None:
-        super().__init__(f"{platform_name(platform)}: {message}")
+        # An adapter for several platforms (the sandbox market) names none.
+        named = platform != common_pb2.PLATFORM_UNSPECIFIED
+        super().__init__(f"{platform_name(platform)}: {message}" if named else message)
         self.platform = platform
         self.message = message
         self.status = status
