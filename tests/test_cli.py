@@ -182,6 +182,12 @@ def test_allocate_is_a_dry_run_with_reasons(cli_cluster, made):
     assert allocate.returncode == EXIT_OK, allocate.stderr
     assert "dry run" in allocate.stdout
     assert "tiktok-muda" in allocate.stdout
+    # The marginal return is shown per Rp 1,000,000 (the API gives it per rupiah).
+    assert "marginal per Rp 1,000,000" in allocate.stdout
+    same = jangkau(cli_cluster, "allocate", made["campaign"], "--at", at, "--json")
+    arm = next(a for a in json.loads(same.stdout)["arms"] if a.get("marginal_return"))
+    row = next(line for line in allocate.stdout.splitlines() if line.startswith(arm["arm_id"]))
+    assert f"{arm['marginal_return'] * 1e6:.3g}" in row.split()
     decisions = jangkau(cli_cluster, "decisions", made["campaign"], "--json")
     assert json.loads(decisions.stdout) == []
 

@@ -491,7 +491,7 @@ def _audience_regions(args: argparse.Namespace) -> int:
                     "code": str(r.code),
                     "name": r.name,
                     "province": str(r.province),
-                    "provinceName": provinces[r.province],
+                    "province_name": provinces[r.province],
                     "population": r.population,
                 }
                 for r in found
@@ -602,21 +602,23 @@ def _audience_upload(args: argparse.Namespace, jk: Jangkau) -> int:
 
 
 def _allocation_rows(allocation: budget_pb2.Allocation) -> str:
+    # The marginal return per a sum a buyer thinks in (the API gives it per unit).
+    per_units = 1_000_000 if allocation.currency in ("", "IDR") else 1_000
+    per = money(per_units * 1_000_000, allocation.currency or "IDR")
     rows = [
         (
             a.arm_id,
             platform_name(a.platform),
             money(a.budget_micros, allocation.currency),
             f"{a.expected:.1f} [{a.expected_low:.1f}–{a.expected_high:.1f}]",
-            f"{a.marginal_return:.4g}",
+            f"{a.marginal_return * per_units:.3g}",
             budget_pb2.Bound.Name(a.bound).removeprefix("BOUND_").lower(),
             a.reason,
         )
         for a in allocation.arms
     ]
-    return table(
-        ["arm", "platform", "budget", "expected [90%]", "marginal", "bound", "why"], rows, [2, 4]
-    )
+    headers = ["arm", "platform", "budget", "expected [90%]", f"marginal per {per}", "bound", "why"]
+    return table(headers, rows, [2, 4])
 
 
 def _allocate(args: argparse.Namespace, jk: Jangkau) -> int:
