@@ -217,3 +217,38 @@ def test_the_service_seeds_the_national_population_on_first_open(tmp_path):
         assert len(service.regions.districts) == 7277
     finally:
         service.close()
+
+
+def test_cells_of_an_earlier_generator_are_rebuilt_on_open_with_their_seed(tmp_path):
+    old = population.generate(seed=5, districts=90)
+    store = AudienceStore(tmp_path)
+    try:
+        # As version 1 left them: its own cells (here any), its version, its seed.
+        store.replace_population(
+            old.cells.slice(0, 100), old.provinces, {**old.info, "generator_version": "1"}
+        )
+    finally:
+        store.close()
+    service = AudienceService.open(tmp_path)
+    try:
+        info = service.store.population_info()
+        assert info["generator_version"] == population.GENERATOR_VERSION
+        assert (info["seed"], info["districts"]) == ("5", "90")
+        assert len(service.regions.districts) == 90
+        assert service.regions.total_voters == 203_056_748
+    finally:
+        service.close()
+
+
+def test_cells_of_this_generator_are_kept_on_open(tmp_path):
+    population.seed(tmp_path, seed=5, districts=90)
+    store = AudienceStore(tmp_path)
+    try:
+        made = store.population_info()["generated_at"]
+    finally:
+        store.close()
+    service = AudienceService.open(tmp_path)
+    try:
+        assert service.store.population_info()["generated_at"] == made
+    finally:
+        service.close()

@@ -13,9 +13,11 @@ writes the result through the store.
 from __future__ import annotations
 
 import csv
+import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
@@ -28,6 +30,11 @@ from jangkau.audience.domain import (
     Gender,
     Locality,
 )
+
+if TYPE_CHECKING:
+    from jangkau.audience.store import AudienceStore
+
+log = logging.getLogger(__name__)
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "data"
 PROVINCES_CSV = DATA_DIR / "provinces.csv"
@@ -379,6 +386,26 @@ def _calibrate(
         high = np.where(too_high, middle, high)
         low = np.where(too_high, low, middle)
     return (low + high) / 2
+
+
+def upgrade(store: AudienceStore) -> bool:
+    """Rebuilds cells an earlier generator made (version 1 had synthetic kabupaten/kota)
+    with this one, keeping their seed and number of districts; True when it did. The
+    cells are reference data, not a tenant's: audiences keep their rules and are
+    counted over the new cells."""
+    info = store.population_info()
+    if info.get("generator_version") == GENERATOR_VERSION:
+        return False
+    built = generate(
+        int(info.get("seed", DEFAULT_SEED)), int(info.get("districts", NATIONAL_DISTRICTS))
+    )
+    store.replace_population(built.cells, built.provinces, built.info)
+    log.info(
+        "population cells rebuilt by generator %s (were %s)",
+        GENERATOR_VERSION,
+        info.get("generator_version", "unversioned"),
+    )
+    return True
 
 
 def seed(data_dir: Path, seed: int = DEFAULT_SEED, *, districts: int = NATIONAL_DISTRICTS) -> int:

@@ -124,12 +124,16 @@ class AudienceService:
         cls, data_dir: Path, *, seed_if_empty: bool = True, threads: int | None = None
     ) -> AudienceService:
         """Opens the store (DuckDB `threads` per query: see runtime.store.Database);
-        builds the national population cells on first start."""
+        builds the national population cells on first start, and builds them again
+        (same seed, same number of districts) when an earlier generator made them."""
         store = AudienceStore(data_dir, threads=threads)
         try:
-            if seed_if_empty and store.population_is_empty():
-                built = population.generate()
-                store.replace_population(built.cells, built.provinces, built.info)
+            if seed_if_empty:
+                if store.population_is_empty():
+                    built = population.generate()
+                    store.replace_population(built.cells, built.provinces, built.info)
+                else:
+                    population.upgrade(store)
             return cls(store)
         except BaseException:
             store.close()
