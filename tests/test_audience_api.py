@@ -432,6 +432,44 @@ def test_google_election_ads_take_only_age_gender_and_location(shared_api):
     assert not next(p for p in with_locality.platforms if p.platform == google).allowed
 
 
+def by_regency(api, rule: pb.Rule) -> pb.EstimateSizeResponse:
+    return api.stub.EstimateSize(
+        pb.EstimateSizeRequest(rule=rule, by_regency=True), metadata=api.md(), timeout=10
+    )
+
+
+def test_an_estimate_breaks_down_by_kabupaten_and_kota(shared_api):
+    rule = all_of(region("32"), age(18, 34))
+    whole = by_regency(shared_api, rule)
+    parts = list(whole.regencies)
+    assert len(parts) > 1 and all(r.code.startswith("32") and r.name for r in parts)
+    assert "Kabupaten Bogor" in {r.name for r in parts}  # Jawa Barat's largest
+    assert [r.voters for r in parts] == sorted((r.voters for r in parts), reverse=True)
+    # Each part is the audience narrowed to its kabupaten/kota, rounded on its own.
+    assert abs(sum(r.voters for r in parts) - whole.voters) <= len(parts)
+    for i, platform in enumerate(whole.platforms):
+        reach = sum(r.platforms[i].reachable for r in parts)
+        assert abs(reach - platform.reachable) <= len(parts)
+    for part in parts[:2]:
+        alone = shared_api.estimate(all_of(region(part.code), age(18, 34)))
+        assert part.voters == alone.voters
+        assert list(part.platforms) == list(alone.platforms)
+    assert not shared_api.estimate(rule).regencies  # only when asked
+
+
+def test_a_contact_lists_members_are_spread_over_its_regions_kabupaten_and_kota(shared_api):
+    members = shared_api.upload(
+        phones=[f"0813 7777 {i:04d}" for i in range(600)], region_codes=["32"], name="jabar"
+    )
+    whole = by_regency(shared_api, in_list(members.id))
+    assert whole.voters == 600
+    assert all(r.code.startswith("32") for r in whole.regencies)
+    assert abs(sum(r.voters for r in whole.regencies) - 600) <= len(whole.regencies)
+    top = whole.regencies[0]
+    alone = shared_api.estimate(all_of(in_list(members.id), region(top.code)))
+    assert top.voters == alone.voters
+
+
 def test_an_audience_under_100_is_not_targetable(shared_api):
     small = shared_api.upload(phones=[f"0812 9999 {i:04d}" for i in range(50)])
     reply = shared_api.estimate(in_list(small.id))

@@ -156,6 +156,17 @@ def test_audience_size_flags_contact_lists_on_google_for_political_use(cli_clust
     assert "voters:" in table.stdout
 
 
+def test_audience_size_by_regency_lists_each_kabupaten_and_kota(cli_cluster, made):
+    size = jangkau(cli_cluster, "audience", "size", made["young"], "--by-regency", "--json")
+    assert size.returncode == EXIT_OK, size.stderr
+    regencies = json.loads(size.stdout)["regencies"]
+    assert len(regencies) == 27  # every kabupaten and kota of Jawa Barat
+    table = jangkau(cli_cluster, "audience", "size", made["young"], "--by-regency")
+    assert table.returncode == EXIT_OK, table.stderr
+    top = table.stdout.split("kabupaten/kota")[1].splitlines()[2]
+    assert top.split()[:3] == ["3201", "Kabupaten", "Bogor"]  # the most voters first
+
+
 def test_audience_overlap_and_list(cli_cluster, made):
     overlap = jangkau(cli_cluster, "audience", "overlap", made["young"], made["older"], "--json")
     assert overlap.returncode == EXIT_OK, overlap.stderr

@@ -223,9 +223,21 @@ class PlatformEstimate:
 
 
 @dataclass(frozen=True)
+class RegencyEstimate:
+    """The part of an audience in one kabupaten or kota."""
+
+    code: str
+    name: str
+    voters: int
+    platforms: tuple[PlatformEstimate, ...]
+
+
+@dataclass(frozen=True)
 class SizeEstimate:
     voters: int
     platforms: tuple[PlatformEstimate, ...]
+    # Asked for: by kabupaten/kota, most voters first.
+    regencies: tuple[RegencyEstimate, ...] = ()
 
 
 def count(expected: float) -> int:

@@ -4,14 +4,14 @@ jangkau.runtime.errors; the server interceptor maps them to status codes."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import TypeVar
 
 import grpc
 from google.protobuf.message import Message
 
 from jangkau.audience import rules
-from jangkau.audience.domain import Audience, ContactList, SizeEstimate
+from jangkau.audience.domain import Audience, ContactList, PlatformEstimate, SizeEstimate
 from jangkau.audience.rules import Rule
 from jangkau.audience.service import (
     AudienceService,
@@ -112,6 +112,7 @@ class AudienceServicer(audience_pb2_grpc.AudienceServiceServicer):
                         rule,
                         request.campaign_kind,
                         list(request.platforms),
+                        request.by_regency,
                     )
                 )
 
@@ -282,18 +283,33 @@ def audience_to_proto(audience: Audience) -> audience_pb2.Audience:
 def estimate_to_proto(estimate: SizeEstimate) -> audience_pb2.EstimateSizeResponse:
     return audience_pb2.EstimateSizeResponse(
         voters=estimate.voters,
-        platforms=[
-            audience_pb2.PlatformEstimate(
-                platform=common_pb2.Platform.ValueType(p.platform),
-                reachable=p.reachable,
-                targetable=p.targetable,
-                allowed=p.allowed,
-                reason=p.reason,
-                minimum=p.minimum,
+        platforms=_platform_estimates(estimate.platforms),
+        regencies=[
+            audience_pb2.RegencyEstimate(
+                code=r.code,
+                name=r.name,
+                voters=r.voters,
+                platforms=_platform_estimates(r.platforms),
             )
-            for p in estimate.platforms
+            for r in estimate.regencies
         ],
     )
+
+
+def _platform_estimates(
+    estimates: Iterable[PlatformEstimate],
+) -> list[audience_pb2.PlatformEstimate]:
+    return [
+        audience_pb2.PlatformEstimate(
+            platform=common_pb2.Platform.ValueType(p.platform),
+            reachable=p.reachable,
+            targetable=p.targetable,
+            allowed=p.allowed,
+            reason=p.reason,
+            minimum=p.minimum,
+        )
+        for p in estimates
+    ]
 
 
 def contact_list_to_proto(contact_list: ContactList) -> audience_pb2.ContactList:

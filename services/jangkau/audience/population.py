@@ -13,6 +13,7 @@ writes the result through the store.
 from __future__ import annotations
 
 import csv
+import functools
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -166,6 +167,12 @@ def load_regencies(path: Path = REGENCIES_CSV) -> list[Regency]:
         for row in rows
     ]
     return sorted(regencies, key=lambda r: r.code)
+
+
+@functools.cache
+def regency_names() -> dict[int, str]:
+    """Code → name of every kabupaten and kota (the reference data, read once)."""
+    return {r.code: r.name for r in load_regencies()}
 
 
 @dataclass(frozen=True)

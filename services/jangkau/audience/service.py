@@ -28,6 +28,7 @@ from jangkau.audience.domain import (
     ListReach,
     Measures,
     Platform,
+    RegencyEstimate,
     RegionIndex,
     SizeEstimate,
     size_estimate,
@@ -222,6 +223,7 @@ class AudienceService:
         rule: Rule | None,
         kind: int,
         platforms: Sequence[int],
+        by_regency: bool = False,
     ) -> SizeEstimate:
         problems = Violations()
         chosen: list[Platform] = []
@@ -235,14 +237,30 @@ class AudienceService:
         problems.raise_if_any()
         campaign_kind = CampaignKind(kind) if kind else CampaignKind.COMMERCIAL
         checked = self._target(tenant, audience_id, rule)
-        measures = self._measures(checked)
-        return size_estimate(
-            measures,
-            chosen or PLATFORMS,
-            campaign_kind,
-            checked.uses_contact_lists,
-            checked.demographic_only,
-        )
+        plan = self.plan(checked)
+
+        def estimate(measures: Measures) -> SizeEstimate:
+            return size_estimate(
+                measures,
+                chosen or PLATFORMS,
+                campaign_kind,
+                checked.uses_contact_lists,
+                checked.demographic_only,
+            )
+
+        whole = estimate(self._measures(checked, plan))
+        if not by_regency:
+            return whole
+        names = population.regency_names()
+        parts = []
+        for code, sums in self.store.measure_by_regency(plan).items():
+            part = estimate(_measures_from(sums, checked.lists))
+            if part.voters:
+                parts.append(
+                    RegencyEstimate(str(code), names.get(code, ""), part.voters, part.platforms)
+                )
+        parts.sort(key=lambda p: (-p.voters, p.code))
+        return replace(whole, regencies=tuple(parts))
 
     def plan(self, checked: CheckedRule) -> Plan:
         lists = dict(checked.lists)

@@ -125,6 +125,14 @@ class CellSums:
     via_lists: Mapping[tuple[str, ...], float]
 
 
+def _cell_sums(row: Sequence[object], list_groups: list[tuple[str, ...]]) -> CellSums:
+    """A measure query's row: voters, reach per platform, voters via each list group."""
+    values = [float(v or 0.0) for v in row]  # type: ignore[arg-type]
+    reach = dict(zip(_SHARE_COLUMNS, values[1:5], strict=True))
+    via_lists = dict(zip(list_groups, values[5:], strict=True))
+    return CellSums(values[0], reach, via_lists)
+
+
 class AudienceStore:
     def __init__(self, data_dir: Path, *, threads: int | None = None) -> None:
         self.data_dir = Path(data_dir)
@@ -189,16 +197,20 @@ class AudienceStore:
 
     # ------------------------------------------------------------ measuring
 
-    def measure_sql(self, plan: Plan) -> tuple[str, list[object], list[tuple[str, ...]]]:
+    def measure_sql(
+        self, plan: Plan, *, by_regency: bool = False
+    ) -> tuple[str, list[object], list[tuple[str, ...]]]:
         """The one query that measures a plan: (SQL, parameters, list groups in
-        column order after the cells' voters and reach)."""
+        column order after the cells' voters and reach). `by_regency`: one row per
+        kabupaten/kota with cells in the audience, its code first."""
         shares = ", ".join(_SHARE_COLUMNS.values())
+        key, group = ("regency, ", " GROUP BY regency") if by_regency else ("", "")
         if plan.exclusive:
             params: list[object] = []
             where = _render(plan.condition(), params)
             reach = ", ".join(f"sum(voters * {c})" for c in _SHARE_COLUMNS.values())
             return (
-                f"SELECT sum(voters)::DOUBLE, {reach} FROM cells WHERE {where}",
+                f"SELECT {key}sum(voters)::DOUBLE, {reach} FROM cells WHERE {where}{group}",
                 params,
                 [],
             )
@@ -220,8 +232,9 @@ class AudienceStore:
         outer += [f"sum(voters * w0 * {c})" for c in _SHARE_COLUMNS.values()]
         outer += [f"sum(voters * w{i})" for i in range(1, len(groups))]
         sql = (
-            f"SELECT {', '.join(outer)} FROM ("
-            f"SELECT voters, {shares}, {', '.join(columns)} FROM cells WHERE {where})"
+            f"SELECT {key}{', '.join(outer)} FROM ("
+            f"SELECT {key}voters, {shares}, {', '.join(columns)} FROM cells WHERE {where})"
+            f"{group}"
         )
         return sql, params, list(groups)[1:]
 
@@ -229,10 +242,15 @@ class AudienceStore:
         sql, params, list_groups = self.measure_sql(plan)
         with self.db.read() as cur:
             row = _first(cur.execute(sql, params).fetchall())
-        values = [float(v or 0.0) for v in (row or ())]
-        reach = dict(zip(_SHARE_COLUMNS, values[1:5], strict=True))
-        via_lists = dict(zip(list_groups, values[5:], strict=True))
-        return CellSums(values[0], reach, via_lists)
+        assert row is not None  # an aggregate without GROUP BY has one row
+        return _cell_sums(row, list_groups)
+
+    def measure_by_regency(self, plan: Plan) -> dict[int, CellSums]:
+        """`measure` for each kabupaten/kota with cells in the plan's audience."""
+        sql, params, list_groups = self.measure_sql(plan, by_regency=True)
+        with self.db.read() as cur:
+            rows = cur.execute(sql, params).fetchall()
+        return {int(row[0]): _cell_sums(row[1:], list_groups) for row in rows}
 
     def overlap_of_conditions(self, conditions: Sequence[Condition]) -> np.ndarray:
         """Voters in each pair of conditions, in one scan (n ≤ 62): an n×n matrix."""

@@ -222,6 +222,9 @@ def _register_audience(subparsers: argparse._SubParsersAction) -> None:
     size = sub.add_parser("size", help="voters and reach per platform")
     size.add_argument("audience_id")
     size.add_argument("--kind", type=choice(KINDS, "kind"), default=0)
+    size.add_argument(
+        "--by-regency", action="store_true", help="also the part in each kabupaten/kota"
+    )
     common_options(size)
     size.set_defaults(run=command(_audience_size))
 
@@ -509,7 +512,9 @@ def _audience_regions(args: argparse.Namespace) -> int:
 
 
 def _audience_size(args: argparse.Namespace, jk: Jangkau) -> int:
-    reply = jk.audience.estimate_size(args.audience_id, campaign_kind=args.kind)
+    reply = jk.audience.estimate_size(
+        args.audience_id, campaign_kind=args.kind, by_regency=args.by_regency
+    )
     if args.json:
         emit_json(reply)
         return EXIT_OK
@@ -525,6 +530,24 @@ def _audience_size(args: argparse.Namespace, jk: Jangkau) -> int:
         for p in reply.platforms
     ]
     print(table(["platform", "reachable", "targetable", "allowed", "why"], rows, [1]))
+    if args.by_regency:
+        # Reach per platform in each part; "*" where that part alone is under the
+        # platform's minimum audience.
+        names = [platform_name(p.platform) for p in reply.platforms]
+        parts = [
+            (
+                r.code,
+                r.name,
+                f"{r.voters:,}",
+                *(f"{p.reachable:,}{'' if p.targetable else '*'}" for p in r.platforms),
+            )
+            for r in reply.regencies
+        ]
+        right = range(2, 3 + len(names))
+        print()
+        print(table(["code", "kabupaten/kota", "voters", *names], parts, right))
+        if any(not p.targetable for r in reply.regencies for p in r.platforms):
+            print("* under the platform's minimum audience on its own")
     return EXIT_OK
 
 

@@ -97,9 +97,10 @@ class AudienceClient:
         rule: audience_pb2.Rule | None = None,
         campaign_kind: int = common_pb2.CAMPAIGN_KIND_UNSPECIFIED,
         platforms: Iterable[int] = (),
+        by_regency: bool = False,
     ) -> audience_pb2.EstimateSizeResponse:
         request = audience_pb2.EstimateSizeRequest(
-            campaign_kind=campaign_kind, platforms=list(platforms)
+            campaign_kind=campaign_kind, platforms=list(platforms), by_regency=by_regency
         )
         if audience_id is not None:
             request.audience_id = audience_id

@@ -26,7 +26,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from jangkau.v1 import common_pb2 as jangkau_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19jangkau/v1/audience.proto\x12\njangkau.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17jangkau/v1/common.proto\"\xd7\x03\n\x04Rule\x12#\n\x03\x61ll\x18\x01 \x01(\x0b\x32\x14.jangkau.v1.RuleListH\x00\x12#\n\x03\x61ny\x18\x02 \x01(\x0b\x32\x14.jangkau.v1.RuleListH\x00\x12\x1f\n\x03not\x18\x03 \x01(\x0b\x32\x10.jangkau.v1.RuleH\x00\x12-\n\x06region\x18\x04 \x01(\x0b\x32\x1b.jangkau.v1.RegionConditionH\x00\x12#\n\x03\x61ge\x18\x05 \x01(\x0b\x32\x14.jangkau.v1.AgeRangeH\x00\x12-\n\x06gender\x18\x06 \x01(\x0b\x32\x1b.jangkau.v1.GenderConditionH\x00\x12\x31\n\x08locality\x18\x07 \x01(\x0b\x32\x1d.jangkau.v1.LocalityConditionH\x00\x12\x39\n\x0c\x63onnectivity\x18\x08 \x01(\x0b\x32!.jangkau.v1.ConnectivityConditionH\x00\x12\x19\n\x0f\x63ontact_list_id\x18\t \x01(\tH\x00\x12\x1d\n\x13\x65xclude_audience_id\x18\n \x01(\tH\x00\x12\x31\n\x08interest\x18\x0b \x01(\x0b\x32\x1d.jangkau.v1.InterestConditionH\x00\x42\x06\n\x04node\"+\n\x08RuleList\x12\x1f\n\x05rules\x18\x01 \x03(\x0b\x32\x10.jangkau.v1.Rule\" \n\x0fRegionCondition\x12\r\n\x05\x63odes\x18\x01 \x03(\t\"$\n\x08\x41geRange\x12\x0b\n\x03min\x18\x01 \x01(\x05\x12\x0b\n\x03max\x18\x02 \x01(\x05\"6\n\x0fGenderCondition\x12#\n\x07genders\x18\x01 \x03(\x0e\x32\x12.jangkau.v1.Gender\";\n\x11LocalityCondition\x12&\n\x08locality\x18\x01 \x01(\x0e\x32\x14.jangkau.v1.Locality\"D\n\x15\x43onnectivityCondition\x12+\n\x05\x62\x61nds\x18\x01 \x03(\x0e\x32\x1c.jangkau.v1.ConnectivityBand\"!\n\x11InterestCondition\x12\x0c\n\x04name\x18\x01 \x01(\t\"\xdc\x01\n\x08\x41udience\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x1e\n\x04rule\x18\x03 \x01(\x0b\x32\x10.jangkau.v1.Rule\x12\x1a\n\x12uses_contact_lists\x18\x04 \x01(\x08\x12\x18\n\x10\x64\x65mographic_only\x18\x05 \x01(\x08\x12/\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"E\n\x15\x43reateAudienceRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x1e\n\x04rule\x18\x02 \x01(\x0b\x32\x10.jangkau.v1.Rule\")\n\x12GetAudienceRequest\x12\x13\n\x0b\x61udience_id\x18\x01 \x01(\t\"Z\n\x15UpdateAudienceRequest\x12\x13\n\x0b\x61udience_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x1e\n\x04rule\x18\x03 \x01(\x0b\x32\x10.jangkau.v1.Rule\"=\n\x14ListAudiencesRequest\x12%\n\x04page\x18\x01 \x01(\x0b\x32\x17.jangkau.v1.PageRequest\"Y\n\x15ListAudiencesResponse\x12\'\n\taudiences\x18\x01 \x03(\x0b\x32\x14.jangkau.v1.Audience\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"Q\n\x15\x44\x65leteAudienceRequest\x12\x13\n\x0b\x61udience_id\x18\x01 \x01(\t\x12#\n\x1b\x64\x65lete_unused_contact_lists\x18\x02 \x01(\x08\"J\n\x16\x44\x65leteAudienceResponse\x12\x18\n\x10\x64\x65leted_list_ids\x18\x01 \x03(\t\x12\x16\n\x0eremoved_hashes\x18\x02 \x01(\x03\"\xb2\x01\n\x13\x45stimateSizeRequest\x12\x15\n\x0b\x61udience_id\x18\x01 \x01(\tH\x00\x12 \n\x04rule\x18\x02 \x01(\x0b\x32\x10.jangkau.v1.RuleH\x00\x12/\n\rcampaign_kind\x18\x03 \x01(\x0e\x32\x18.jangkau.v1.CampaignKind\x12\'\n\tplatforms\x18\x04 \x03(\x0e\x32\x14.jangkau.v1.PlatformB\x08\n\x06target\"\x93\x01\n\x10PlatformEstimate\x12&\n\x08platform\x18\x01 \x01(\x0e\x32\x14.jangkau.v1.Platform\x12\x11\n\treachable\x18\x02 \x01(\x03\x12\x12\n\ntargetable\x18\x03 \x01(\x08\x12\x0f\n\x07\x61llowed\x18\x04 \x01(\x08\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12\x0f\n\x07minimum\x18\x06 \x01(\x03\"W\n\x14\x45stimateSizeResponse\x12\x0e\n\x06voters\x18\x01 \x01(\x03\x12/\n\tplatforms\x18\x02 \x03(\x0b\x32\x1c.jangkau.v1.PlatformEstimate\"&\n\x0eOverlapRequest\x12\x14\n\x0c\x61udience_ids\x18\x01 \x03(\t\"N\n\x0fOverlapResponse\x12\x14\n\x0c\x61udience_ids\x18\x01 \x03(\t\x12\x0e\n\x06voters\x18\x02 \x03(\x03\x12\x15\n\rshared_voters\x18\x03 \x03(\x03\"\x92\x01\n\x11\x43ontactListHeader\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07purpose\x18\x02 \x01(\t\x12/\n\rconsent_basis\x18\x03 \x01(\x0e\x32\x18.jangkau.v1.ConsentBasis\x12\x17\n\x0f\x64\x65\x66\x61ult_country\x18\x04 \x01(\t\x12\x14\n\x0cregion_codes\x18\x05 \x03(\t\".\n\x0c\x43ontactChunk\x12\x0e\n\x06phones\x18\x01 \x03(\t\x12\x0e\n\x06\x65mails\x18\x02 \x03(\t\"~\n\x18UploadContactListRequest\x12/\n\x06header\x18\x01 \x01(\x0b\x32\x1d.jangkau.v1.ContactListHeaderH\x00\x12)\n\x05\x63hunk\x18\x02 \x01(\x0b\x32\x18.jangkau.v1.ContactChunkH\x00\x42\x06\n\x04part\"\x8b\x03\n\x0b\x43ontactList\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0f\n\x07purpose\x18\x03 \x01(\t\x12/\n\rconsent_basis\x18\x04 \x01(\x0e\x32\x18.jangkau.v1.ConsentBasis\x12/\n\x0bupload_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x06 \x01(\x03\x12\x37\n\x08rejected\x18\x07 \x03(\x0b\x32%.jangkau.v1.ContactList.RejectedEntry\x12\x12\n\nduplicates\x18\x08 \x01(\x03\x12\x14\n\x0cregion_codes\x18\t \x03(\t\x12\x17\n\x0f\x61\x63\x63\x65pted_phones\x18\n \x01(\x03\x12\x17\n\x0f\x61\x63\x63\x65pted_emails\x18\x0b \x01(\x03\x12\x17\n\x0f\x64\x65\x66\x61ult_country\x18\x0c \x01(\t\x1a/\n\rRejectedEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\"(\n\x15GetContactListRequest\x12\x0f\n\x07list_id\x18\x01 \x01(\t\"@\n\x17ListContactListsRequest\x12%\n\x04page\x18\x01 \x01(\x0b\x32\x17.jangkau.v1.PageRequest\"[\n\x18ListContactListsResponse\x12&\n\x05lists\x18\x01 \x03(\x0b\x32\x17.jangkau.v1.ContactList\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"+\n\x18\x44\x65leteContactListRequest\x12\x0f\n\x07list_id\x18\x01 \x01(\t\",\n\x19\x44\x65leteContactListResponse\x12\x0f\n\x07removed\x18\x01 \x01(\x03\"h\n\x15\x45xportAudienceRequest\x12\x13\n\x0b\x61udience_id\x18\x01 \x01(\t\x12&\n\x08platform\x18\x02 \x01(\x0e\x32\x14.jangkau.v1.Platform\x12\x12\n\nchunk_size\x18\x03 \x01(\x05\"\x93\x01\n\x0b\x45xportChunk\x12&\n\x08platform\x18\x01 \x01(\x0e\x32\x14.jangkau.v1.Platform\x12\x0e\n\x06schema\x18\x02 \x03(\t\x12)\n\x07records\x18\x03 \x03(\x0b\x32\x18.jangkau.v1.ExportRecord\x12\x13\n\x0b\x63hunk_index\x18\x04 \x01(\x05\x12\x0c\n\x04last\x18\x05 \x01(\x08\"\x1e\n\x0c\x45xportRecord\x12\x0e\n\x06values\x18\x01 \x03(\t*6\n\x06Gender\x12\x16\n\x12GENDER_UNSPECIFIED\x10\x00\x12\x08\n\x04MALE\x10\x01\x12\n\n\x06\x46\x45MALE\x10\x02*:\n\x08Locality\x12\x18\n\x14LOCALITY_UNSPECIFIED\x10\x00\x12\t\n\x05URBAN\x10\x01\x12\t\n\x05RURAL\x10\x02*{\n\x10\x43onnectivityBand\x12!\n\x1d\x43ONNECTIVITY_BAND_UNSPECIFIED\x10\x00\x12\x14\n\x10\x43ONNECTIVITY_LOW\x10\x01\x12\x17\n\x13\x43ONNECTIVITY_MEDIUM\x10\x02\x12\x15\n\x11\x43ONNECTIVITY_HIGH\x10\x03*j\n\x0c\x43onsentBasis\x12\x1d\n\x19\x43ONSENT_BASIS_UNSPECIFIED\x10\x00\x12\x14\n\x10\x45XPLICIT_CONSENT\x10\x01\x12\x0c\n\x08\x43ONTRACT\x10\x02\x12\x17\n\x13LEGITIMATE_INTEREST\x10\x03\x32\xe7\x07\n\x0f\x41udienceService\x12I\n\x0e\x43reateAudience\x12!.jangkau.v1.CreateAudienceRequest\x1a\x14.jangkau.v1.Audience\x12\x43\n\x0bGetAudience\x12\x1e.jangkau.v1.GetAudienceRequest\x1a\x14.jangkau.v1.Audience\x12T\n\rListAudiences\x12 .jangkau.v1.ListAudiencesRequest\x1a!.jangkau.v1.ListAudiencesResponse\x12I\n\x0eUpdateAudience\x12!.jangkau.v1.UpdateAudienceRequest\x1a\x14.jangkau.v1.Audience\x12W\n\x0e\x44\x65leteAudience\x12!.jangkau.v1.DeleteAudienceRequest\x1a\".jangkau.v1.DeleteAudienceResponse\x12Q\n\x0c\x45stimateSize\x12\x1f.jangkau.v1.EstimateSizeRequest\x1a .jangkau.v1.EstimateSizeResponse\x12\x42\n\x07Overlap\x12\x1a.jangkau.v1.OverlapRequest\x1a\x1b.jangkau.v1.OverlapResponse\x12T\n\x11UploadContactList\x12$.jangkau.v1.UploadContactListRequest\x1a\x17.jangkau.v1.ContactList(\x01\x12L\n\x0eGetContactList\x12!.jangkau.v1.GetContactListRequest\x1a\x17.jangkau.v1.ContactList\x12]\n\x10ListContactLists\x12#.jangkau.v1.ListContactListsRequest\x1a$.jangkau.v1.ListContactListsResponse\x12`\n\x11\x44\x65leteContactList\x12$.jangkau.v1.DeleteContactListRequest\x1a%.jangkau.v1.DeleteContactListResponse\x12N\n\x0e\x45xportAudience\x12!.jangkau.v1.ExportAudienceRequest\x1a\x17.jangkau.v1.ExportChunk0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19jangkau/v1/audience.proto\x12\njangkau.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x17jangkau/v1/common.proto\"\xd7\x03\n\x04Rule\x12#\n\x03\x61ll\x18\x01 \x01(\x0b\x32\x14.jangkau.v1.RuleListH\x00\x12#\n\x03\x61ny\x18\x02 \x01(\x0b\x32\x14.jangkau.v1.RuleListH\x00\x12\x1f\n\x03not\x18\x03 \x01(\x0b\x32\x10.jangkau.v1.RuleH\x00\x12-\n\x06region\x18\x04 \x01(\x0b\x32\x1b.jangkau.v1.RegionConditionH\x00\x12#\n\x03\x61ge\x18\x05 \x01(\x0b\x32\x14.jangkau.v1.AgeRangeH\x00\x12-\n\x06gender\x18\x06 \x01(\x0b\x32\x1b.jangkau.v1.GenderConditionH\x00\x12\x31\n\x08locality\x18\x07 \x01(\x0b\x32\x1d.jangkau.v1.LocalityConditionH\x00\x12\x39\n\x0c\x63onnectivity\x18\x08 \x01(\x0b\x32!.jangkau.v1.ConnectivityConditionH\x00\x12\x19\n\x0f\x63ontact_list_id\x18\t \x01(\tH\x00\x12\x1d\n\x13\x65xclude_audience_id\x18\n \x01(\tH\x00\x12\x31\n\x08interest\x18\x0b \x01(\x0b\x32\x1d.jangkau.v1.InterestConditionH\x00\x42\x06\n\x04node\"+\n\x08RuleList\x12\x1f\n\x05rules\x18\x01 \x03(\x0b\x32\x10.jangkau.v1.Rule\" \n\x0fRegionCondition\x12\r\n\x05\x63odes\x18\x01 \x03(\t\"$\n\x08\x41geRange\x12\x0b\n\x03min\x18\x01 \x01(\x05\x12\x0b\n\x03max\x18\x02 \x01(\x05\"6\n\x0fGenderCondition\x12#\n\x07genders\x18\x01 \x03(\x0e\x32\x12.jangkau.v1.Gender\";\n\x11LocalityCondition\x12&\n\x08locality\x18\x01 \x01(\x0e\x32\x14.jangkau.v1.Locality\"D\n\x15\x43onnectivityCondition\x12+\n\x05\x62\x61nds\x18\x01 \x03(\x0e\x32\x1c.jangkau.v1.ConnectivityBand\"!\n\x11InterestCondition\x12\x0c\n\x04name\x18\x01 \x01(\t\"\xdc\x01\n\x08\x41udience\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x1e\n\x04rule\x18\x03 \x01(\x0b\x32\x10.jangkau.v1.Rule\x12\x1a\n\x12uses_contact_lists\x18\x04 \x01(\x08\x12\x18\n\x10\x64\x65mographic_only\x18\x05 \x01(\x08\x12/\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"E\n\x15\x43reateAudienceRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x1e\n\x04rule\x18\x02 \x01(\x0b\x32\x10.jangkau.v1.Rule\")\n\x12GetAudienceRequest\x12\x13\n\x0b\x61udience_id\x18\x01 \x01(\t\"Z\n\x15UpdateAudienceRequest\x12\x13\n\x0b\x61udience_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x1e\n\x04rule\x18\x03 \x01(\x0b\x32\x10.jangkau.v1.Rule\"=\n\x14ListAudiencesRequest\x12%\n\x04page\x18\x01 \x01(\x0b\x32\x17.jangkau.v1.PageRequest\"Y\n\x15ListAudiencesResponse\x12\'\n\taudiences\x18\x01 \x03(\x0b\x32\x14.jangkau.v1.Audience\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"Q\n\x15\x44\x65leteAudienceRequest\x12\x13\n\x0b\x61udience_id\x18\x01 \x01(\t\x12#\n\x1b\x64\x65lete_unused_contact_lists\x18\x02 \x01(\x08\"J\n\x16\x44\x65leteAudienceResponse\x12\x18\n\x10\x64\x65leted_list_ids\x18\x01 \x03(\t\x12\x16\n\x0eremoved_hashes\x18\x02 \x01(\x03\"\xc6\x01\n\x13\x45stimateSizeRequest\x12\x15\n\x0b\x61udience_id\x18\x01 \x01(\tH\x00\x12 \n\x04rule\x18\x02 \x01(\x0b\x32\x10.jangkau.v1.RuleH\x00\x12/\n\rcampaign_kind\x18\x03 \x01(\x0e\x32\x18.jangkau.v1.CampaignKind\x12\'\n\tplatforms\x18\x04 \x03(\x0e\x32\x14.jangkau.v1.Platform\x12\x12\n\nby_regency\x18\x05 \x01(\x08\x42\x08\n\x06target\"\x93\x01\n\x10PlatformEstimate\x12&\n\x08platform\x18\x01 \x01(\x0e\x32\x14.jangkau.v1.Platform\x12\x11\n\treachable\x18\x02 \x01(\x03\x12\x12\n\ntargetable\x18\x03 \x01(\x08\x12\x0f\n\x07\x61llowed\x18\x04 \x01(\x08\x12\x0e\n\x06reason\x18\x05 \x01(\t\x12\x0f\n\x07minimum\x18\x06 \x01(\x03\"\x87\x01\n\x14\x45stimateSizeResponse\x12\x0e\n\x06voters\x18\x01 \x01(\x03\x12/\n\tplatforms\x18\x02 \x03(\x0b\x32\x1c.jangkau.v1.PlatformEstimate\x12.\n\tregencies\x18\x03 \x03(\x0b\x32\x1b.jangkau.v1.RegencyEstimate\"n\n\x0fRegencyEstimate\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0e\n\x06voters\x18\x03 \x01(\x03\x12/\n\tplatforms\x18\x04 \x03(\x0b\x32\x1c.jangkau.v1.PlatformEstimate\"&\n\x0eOverlapRequest\x12\x14\n\x0c\x61udience_ids\x18\x01 \x03(\t\"N\n\x0fOverlapResponse\x12\x14\n\x0c\x61udience_ids\x18\x01 \x03(\t\x12\x0e\n\x06voters\x18\x02 \x03(\x03\x12\x15\n\rshared_voters\x18\x03 \x03(\x03\"\x92\x01\n\x11\x43ontactListHeader\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07purpose\x18\x02 \x01(\t\x12/\n\rconsent_basis\x18\x03 \x01(\x0e\x32\x18.jangkau.v1.ConsentBasis\x12\x17\n\x0f\x64\x65\x66\x61ult_country\x18\x04 \x01(\t\x12\x14\n\x0cregion_codes\x18\x05 \x03(\t\".\n\x0c\x43ontactChunk\x12\x0e\n\x06phones\x18\x01 \x03(\t\x12\x0e\n\x06\x65mails\x18\x02 \x03(\t\"~\n\x18UploadContactListRequest\x12/\n\x06header\x18\x01 \x01(\x0b\x32\x1d.jangkau.v1.ContactListHeaderH\x00\x12)\n\x05\x63hunk\x18\x02 \x01(\x0b\x32\x18.jangkau.v1.ContactChunkH\x00\x42\x06\n\x04part\"\x8b\x03\n\x0b\x43ontactList\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0f\n\x07purpose\x18\x03 \x01(\t\x12/\n\rconsent_basis\x18\x04 \x01(\x0e\x32\x18.jangkau.v1.ConsentBasis\x12/\n\x0bupload_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x06 \x01(\x03\x12\x37\n\x08rejected\x18\x07 \x03(\x0b\x32%.jangkau.v1.ContactList.RejectedEntry\x12\x12\n\nduplicates\x18\x08 \x01(\x03\x12\x14\n\x0cregion_codes\x18\t \x03(\t\x12\x17\n\x0f\x61\x63\x63\x65pted_phones\x18\n \x01(\x03\x12\x17\n\x0f\x61\x63\x63\x65pted_emails\x18\x0b \x01(\x03\x12\x17\n\x0f\x64\x65\x66\x61ult_country\x18\x0c \x01(\t\x1a/\n\rRejectedEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x03:\x02\x38\x01\"(\n\x15GetContactListRequest\x12\x0f\n\x07list_id\x18\x01 \x01(\t\"@\n\x17ListContactListsRequest\x12%\n\x04page\x18\x01 \x01(\x0b\x32\x17.jangkau.v1.PageRequest\"[\n\x18ListContactListsResponse\x12&\n\x05lists\x18\x01 \x03(\x0b\x32\x17.jangkau.v1.ContactList\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"+\n\x18\x44\x65leteContactListRequest\x12\x0f\n\x07list_id\x18\x01 \x01(\t\",\n\x19\x44\x65leteContactListResponse\x12\x0f\n\x07removed\x18\x01 \x01(\x03\"h\n\x15\x45xportAudienceRequest\x12\x13\n\x0b\x61udience_id\x18\x01 \x01(\t\x12&\n\x08platform\x18\x02 \x01(\x0e\x32\x14.jangkau.v1.Platform\x12\x12\n\nchunk_size\x18\x03 \x01(\x05\"\x93\x01\n\x0b\x45xportChunk\x12&\n\x08platform\x18\x01 \x01(\x0e\x32\x14.jangkau.v1.Platform\x12\x0e\n\x06schema\x18\x02 \x03(\t\x12)\n\x07records\x18\x03 \x03(\x0b\x32\x18.jangkau.v1.ExportRecord\x12\x13\n\x0b\x63hunk_index\x18\x04 \x01(\x05\x12\x0c\n\x04last\x18\x05 \x01(\x08\"\x1e\n\x0c\x45xportRecord\x12\x0e\n\x06values\x18\x01 \x03(\t*6\n\x06Gender\x12\x16\n\x12GENDER_UNSPECIFIED\x10\x00\x12\x08\n\x04MALE\x10\x01\x12\n\n\x06\x46\x45MALE\x10\x02*:\n\x08Locality\x12\x18\n\x14LOCALITY_UNSPECIFIED\x10\x00\x12\t\n\x05URBAN\x10\x01\x12\t\n\x05RURAL\x10\x02*{\n\x10\x43onnectivityBand\x12!\n\x1d\x43ONNECTIVITY_BAND_UNSPECIFIED\x10\x00\x12\x14\n\x10\x43ONNECTIVITY_LOW\x10\x01\x12\x17\n\x13\x43ONNECTIVITY_MEDIUM\x10\x02\x12\x15\n\x11\x43ONNECTIVITY_HIGH\x10\x03*j\n\x0c\x43onsentBasis\x12\x1d\n\x19\x43ONSENT_BASIS_UNSPECIFIED\x10\x00\x12\x14\n\x10\x45XPLICIT_CONSENT\x10\x01\x12\x0c\n\x08\x43ONTRACT\x10\x02\x12\x17\n\x13LEGITIMATE_INTEREST\x10\x03\x32\xe7\x07\n\x0f\x41udienceService\x12I\n\x0e\x43reateAudience\x12!.jangkau.v1.CreateAudienceRequest\x1a\x14.jangkau.v1.Audience\x12\x43\n\x0bGetAudience\x12\x1e.jangkau.v1.GetAudienceRequest\x1a\x14.jangkau.v1.Audience\x12T\n\rListAudiences\x12 .jangkau.v1.ListAudiencesRequest\x1a!.jangkau.v1.ListAudiencesResponse\x12I\n\x0eUpdateAudience\x12!.jangkau.v1.UpdateAudienceRequest\x1a\x14.jangkau.v1.Audience\x12W\n\x0e\x44\x65leteAudience\x12!.jangkau.v1.DeleteAudienceRequest\x1a\".jangkau.v1.DeleteAudienceResponse\x12Q\n\x0c\x45stimateSize\x12\x1f.jangkau.v1.EstimateSizeRequest\x1a .jangkau.v1.EstimateSizeResponse\x12\x42\n\x07Overlap\x12\x1a.jangkau.v1.OverlapRequest\x1a\x1b.jangkau.v1.OverlapResponse\x12T\n\x11UploadContactList\x12$.jangkau.v1.UploadContactListRequest\x1a\x17.jangkau.v1.ContactList(\x01\x12L\n\x0eGetContactList\x12!.jangkau.v1.GetContactListRequest\x1a\x17.jangkau.v1.ContactList\x12]\n\x10ListContactLists\x12#.jangkau.v1.ListContactListsRequest\x1a$.jangkau.v1.ListContactListsResponse\x12`\n\x11\x44\x65leteContactList\x12$.jangkau.v1.DeleteContactListRequest\x1a%.jangkau.v1.DeleteContactListResponse\x12N\n\x0e\x45xportAudience\x12!.jangkau.v1.ExportAudienceRequest\x1a\x17.jangkau.v1.ExportChunk0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,14 +35,14 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_CONTACTLIST_REJECTEDENTRY']._loaded_options = None
   _globals['_CONTACTLIST_REJECTEDENTRY']._serialized_options = b'8\001'
-  _globals['_GENDER']._serialized_start=3497
-  _globals['_GENDER']._serialized_end=3551
-  _globals['_LOCALITY']._serialized_start=3553
-  _globals['_LOCALITY']._serialized_end=3611
-  _globals['_CONNECTIVITYBAND']._serialized_start=3613
-  _globals['_CONNECTIVITYBAND']._serialized_end=3736
-  _globals['_CONSENTBASIS']._serialized_start=3738
-  _globals['_CONSENTBASIS']._serialized_end=3844
+  _globals['_GENDER']._serialized_start=3678
+  _globals['_GENDER']._serialized_end=3732
+  _globals['_LOCALITY']._serialized_start=3734
+  _globals['_LOCALITY']._serialized_end=3792
+  _globals['_CONNECTIVITYBAND']._serialized_start=3794
+  _globals['_CONNECTIVITYBAND']._serialized_end=3917
+  _globals['_CONSENTBASIS']._serialized_start=3919
+  _globals['_CONSENTBASIS']._serialized_end=4025
   _globals['_RULE']._serialized_start=100
   _globals['_RULE']._serialized_end=571
   _globals['_RULELIST']._serialized_start=573
@@ -76,41 +76,43 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_DELETEAUDIENCERESPONSE']._serialized_start=1578
   _globals['_DELETEAUDIENCERESPONSE']._serialized_end=1652
   _globals['_ESTIMATESIZEREQUEST']._serialized_start=1655
-  _globals['_ESTIMATESIZEREQUEST']._serialized_end=1833
-  _globals['_PLATFORMESTIMATE']._serialized_start=1836
-  _globals['_PLATFORMESTIMATE']._serialized_end=1983
-  _globals['_ESTIMATESIZERESPONSE']._serialized_start=1985
-  _globals['_ESTIMATESIZERESPONSE']._serialized_end=2072
-  _globals['_OVERLAPREQUEST']._serialized_start=2074
-  _globals['_OVERLAPREQUEST']._serialized_end=2112
-  _globals['_OVERLAPRESPONSE']._serialized_start=2114
-  _globals['_OVERLAPRESPONSE']._serialized_end=2192
-  _globals['_CONTACTLISTHEADER']._serialized_start=2195
-  _globals['_CONTACTLISTHEADER']._serialized_end=2341
-  _globals['_CONTACTCHUNK']._serialized_start=2343
-  _globals['_CONTACTCHUNK']._serialized_end=2389
-  _globals['_UPLOADCONTACTLISTREQUEST']._serialized_start=2391
-  _globals['_UPLOADCONTACTLISTREQUEST']._serialized_end=2517
-  _globals['_CONTACTLIST']._serialized_start=2520
-  _globals['_CONTACTLIST']._serialized_end=2915
-  _globals['_CONTACTLIST_REJECTEDENTRY']._serialized_start=2868
-  _globals['_CONTACTLIST_REJECTEDENTRY']._serialized_end=2915
-  _globals['_GETCONTACTLISTREQUEST']._serialized_start=2917
-  _globals['_GETCONTACTLISTREQUEST']._serialized_end=2957
-  _globals['_LISTCONTACTLISTSREQUEST']._serialized_start=2959
-  _globals['_LISTCONTACTLISTSREQUEST']._serialized_end=3023
-  _globals['_LISTCONTACTLISTSRESPONSE']._serialized_start=3025
-  _globals['_LISTCONTACTLISTSRESPONSE']._serialized_end=3116
-  _globals['_DELETECONTACTLISTREQUEST']._serialized_start=3118
-  _globals['_DELETECONTACTLISTREQUEST']._serialized_end=3161
-  _globals['_DELETECONTACTLISTRESPONSE']._serialized_start=3163
-  _globals['_DELETECONTACTLISTRESPONSE']._serialized_end=3207
-  _globals['_EXPORTAUDIENCEREQUEST']._serialized_start=3209
-  _globals['_EXPORTAUDIENCEREQUEST']._serialized_end=3313
-  _globals['_EXPORTCHUNK']._serialized_start=3316
-  _globals['_EXPORTCHUNK']._serialized_end=3463
-  _globals['_EXPORTRECORD']._serialized_start=3465
-  _globals['_EXPORTRECORD']._serialized_end=3495
-  _globals['_AUDIENCESERVICE']._serialized_start=3847
-  _globals['_AUDIENCESERVICE']._serialized_end=4846
+  _globals['_ESTIMATESIZEREQUEST']._serialized_end=1853
+  _globals['_PLATFORMESTIMATE']._serialized_start=1856
+  _globals['_PLATFORMESTIMATE']._serialized_end=2003
+  _globals['_ESTIMATESIZERESPONSE']._serialized_start=2006
+  _globals['_ESTIMATESIZERESPONSE']._serialized_end=2141
+  _globals['_REGENCYESTIMATE']._serialized_start=2143
+  _globals['_REGENCYESTIMATE']._serialized_end=2253
+  _globals['_OVERLAPREQUEST']._serialized_start=2255
+  _globals['_OVERLAPREQUEST']._serialized_end=2293
+  _globals['_OVERLAPRESPONSE']._serialized_start=2295
+  _globals['_OVERLAPRESPONSE']._serialized_end=2373
+  _globals['_CONTACTLISTHEADER']._serialized_start=2376
+  _globals['_CONTACTLISTHEADER']._serialized_end=2522
+  _globals['_CONTACTCHUNK']._serialized_start=2524
+  _globals['_CONTACTCHUNK']._serialized_end=2570
+  _globals['_UPLOADCONTACTLISTREQUEST']._serialized_start=2572
+  _globals['_UPLOADCONTACTLISTREQUEST']._serialized_end=2698
+  _globals['_CONTACTLIST']._serialized_start=2701
+  _globals['_CONTACTLIST']._serialized_end=3096
+  _globals['_CONTACTLIST_REJECTEDENTRY']._serialized_start=3049
+  _globals['_CONTACTLIST_REJECTEDENTRY']._serialized_end=3096
+  _globals['_GETCONTACTLISTREQUEST']._serialized_start=3098
+  _globals['_GETCONTACTLISTREQUEST']._serialized_end=3138
+  _globals['_LISTCONTACTLISTSREQUEST']._serialized_start=3140
+  _globals['_LISTCONTACTLISTSREQUEST']._serialized_end=3204
+  _globals['_LISTCONTACTLISTSRESPONSE']._serialized_start=3206
+  _globals['_LISTCONTACTLISTSRESPONSE']._serialized_end=3297
+  _globals['_DELETECONTACTLISTREQUEST']._serialized_start=3299
+  _globals['_DELETECONTACTLISTREQUEST']._serialized_end=3342
+  _globals['_DELETECONTACTLISTRESPONSE']._serialized_start=3344
+  _globals['_DELETECONTACTLISTRESPONSE']._serialized_end=3388
+  _globals['_EXPORTAUDIENCEREQUEST']._serialized_start=3390
+  _globals['_EXPORTAUDIENCEREQUEST']._serialized_end=3494
+  _globals['_EXPORTCHUNK']._serialized_start=3497
+  _globals['_EXPORTCHUNK']._serialized_end=3644
+  _globals['_EXPORTRECORD']._serialized_start=3646
+  _globals['_EXPORTRECORD']._serialized_end=3676
+  _globals['_AUDIENCESERVICE']._serialized_start=4028
+  _globals['_AUDIENCESERVICE']._serialized_end=5027
 # @@protoc_insertion_point(module_scope)

@@ -623,12 +623,15 @@ class EstimateSizeRequest(_message.Message):
     RULE_FIELD_NUMBER: _builtins.int
     CAMPAIGN_KIND_FIELD_NUMBER: _builtins.int
     PLATFORMS_FIELD_NUMBER: _builtins.int
+    BY_REGENCY_FIELD_NUMBER: _builtins.int
     audience_id: _builtins.str
     """An existing audience."""
     campaign_kind: _common_pb2.CampaignKind.ValueType
     """The campaign kind the audience would serve; decides policy flags.
     Unspecified means COMMERCIAL.
     """
+    by_regency: _builtins.bool
+    """Also break the estimate down by kabupaten/kota (`regencies` in the reply)."""
     @_builtins.property
     def rule(self) -> Global___Rule:
         """Or an unsaved rule, validated like CreateAudience's."""
@@ -644,10 +647,11 @@ class EstimateSizeRequest(_message.Message):
         rule: Global___Rule | None = ...,
         campaign_kind: _common_pb2.CampaignKind.ValueType = ...,
         platforms: _abc.Iterable[_common_pb2.Platform.ValueType] | None = ...,
+        by_regency: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["audience_id", b"audience_id", "rule", b"rule", "target", b"target"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["audience_id", b"audience_id", "campaign_kind", b"campaign_kind", "platforms", b"platforms", "rule", b"rule", "target", b"target"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["audience_id", b"audience_id", "by_regency", b"by_regency", "campaign_kind", b"campaign_kind", "platforms", b"platforms", "rule", b"rule", "target", b"target"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType_target: _TypeAlias = _typing.Literal["audience_id", "rule"]  # noqa: Y015
     _WhichOneofArgType_target: _TypeAlias = _typing.Literal["target", b"target"]  # noqa: Y015
@@ -707,6 +711,7 @@ class EstimateSizeResponse(_message.Message):
 
     VOTERS_FIELD_NUMBER: _builtins.int
     PLATFORMS_FIELD_NUMBER: _builtins.int
+    REGENCIES_FIELD_NUMBER: _builtins.int
     voters: _builtins.int
     """Voters in the audience (voter-roll count, not platform reach), rounded
     expected count, 0..204,807,222.
@@ -715,19 +720,65 @@ class EstimateSizeResponse(_message.Message):
     def platforms(self) -> _containers.RepeatedCompositeFieldContainer[Global___PlatformEstimate]:
         """One estimate per requested platform, in request order."""
 
+    @_builtins.property
+    def regencies(self) -> _containers.RepeatedCompositeFieldContainer[Global___RegencyEstimate]:
+        """With `by_regency`: the part of the audience in each kabupaten/kota it has
+        voters in, most voters first. Each part is rounded on its own, so their
+        voters may differ from `voters` by a few.
+        """
+
     def __init__(
         self,
         *,
         voters: _builtins.int = ...,
         platforms: _abc.Iterable[Global___PlatformEstimate] | None = ...,
+        regencies: _abc.Iterable[Global___RegencyEstimate] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["platforms", b"platforms", "voters", b"voters"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["platforms", b"platforms", "regencies", b"regencies", "voters", b"voters"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___EstimateSizeResponse: _TypeAlias = EstimateSizeResponse  # noqa: Y015
+
+@_typing.final
+class RegencyEstimate(_message.Message):
+    """The part of an audience in one kabupaten or kota."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CODE_FIELD_NUMBER: _builtins.int
+    NAME_FIELD_NUMBER: _builtins.int
+    VOTERS_FIELD_NUMBER: _builtins.int
+    PLATFORMS_FIELD_NUMBER: _builtins.int
+    code: _builtins.str
+    """4-digit Kemendagri code ("3273")."""
+    name: _builtins.str
+    """Its name ("Kota Bandung")."""
+    voters: _builtins.int
+    """Voters of the audience in it."""
+    @_builtins.property
+    def platforms(self) -> _containers.RepeatedCompositeFieldContainer[Global___PlatformEstimate]:
+        """Per requested platform, as in EstimateSizeResponse: reach in this
+        kabupaten/kota, and whether that part alone meets the platform minimum.
+        """
+
+    def __init__(
+        self,
+        *,
+        code: _builtins.str = ...,
+        name: _builtins.str = ...,
+        voters: _builtins.int = ...,
+        platforms: _abc.Iterable[Global___PlatformEstimate] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["code", b"code", "name", b"name", "platforms", b"platforms", "voters", b"voters"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___RegencyEstimate: _TypeAlias = RegencyEstimate  # noqa: Y015
 
 @_typing.final
 class OverlapRequest(_message.Message):
