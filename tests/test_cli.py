@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from jangkau.cli.output import EXIT_DENIED, EXIT_NOT_FOUND, EXIT_OK, EXIT_USAGE
+from jangkau.cli.output import EXIT_DENIED, EXIT_FAILED, EXIT_NOT_FOUND, EXIT_OK, EXIT_USAGE
 from tests.conftest import TOKENS, write_tokens
 from tests.rebalancer_support import FLIGHT_START
 
@@ -216,6 +216,31 @@ def test_rebalance_then_decisions_and_report(cli_cluster, made):
     report = jangkau(cli_cluster, "report", made["campaign"], "--by", "platform", "--at", later)
     assert report.returncode == EXIT_OK, report.stderr
     assert "meta" in report.stdout
+
+
+def test_a_rebalance_without_the_sandbox_market_says_how_to_start_it(cli_cluster, made):
+    env = cli_cluster.environment()
+    env["JANGKAU_TOKEN"] = TOKENS["alpha"]
+    env["JANGKAU_SANDBOX_ADDR"] = "127.0.0.1:9"  # nothing listens there
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "jangkau.cli.main",
+            "rebalance",
+            "--campaign",
+            made["campaign"],
+            "--dry-run",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == EXIT_FAILED
+    assert "sandbox: UNAVAILABLE" in result.stdout
+    assert "the sandbox market at 127.0.0.1:9 did not answer" in result.stderr
+    assert "jangkau up --with-sandbox" in result.stderr
 
 
 def test_a_wrong_argument_fails_with_the_field_named(cli_cluster):

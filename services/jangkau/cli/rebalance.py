@@ -116,6 +116,13 @@ def _rebalance(args: argparse.Namespace) -> int:
         )
         for cid in summary.not_reached:
             print(f"{cid}: not reached before the run-time limit")
+    unreachable = [c for c in summary.campaigns if c.message.startswith("sandbox: UNAVAILABLE")]
+    if settings.platforms_file is None and unreachable:
+        print(
+            f"the sandbox market at {settings.sandbox_addr} did not answer: "
+            "`jangkau up --with-sandbox` starts it with the services",
+            file=sys.stderr,
+        )
     return EXIT_FAILED if summary.failed else EXIT_OK
 
 
