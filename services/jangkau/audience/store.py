@@ -125,9 +125,9 @@ class CellSums:
     via_lists: Mapping[tuple[str, ...], float]
 
 
-def _cell_sums(row: Sequence[object], list_groups: list[tuple[str, ...]]) -> CellSums:
+def _cell_sums(row: Sequence[float | None], list_groups: list[tuple[str, ...]]) -> CellSums:
     """A measure query's row: voters, reach per platform, voters via each list group."""
-    values = [float(v or 0.0) for v in row]  # type: ignore[arg-type]
+    values = [float(v or 0.0) for v in row]
     reach = dict(zip(_SHARE_COLUMNS, values[1:5], strict=True))
     via_lists = dict(zip(list_groups, values[5:], strict=True))
     return CellSums(values[0], reach, via_lists)
