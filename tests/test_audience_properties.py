@@ -248,6 +248,25 @@ def test_estimate_size_equals_the_brute_force_count(world: World, data: st.DataO
         assert abs(platform.reachable - expected_reach[platform.platform]) <= 1
 
 
+@settings(PROPERTY, max_examples=20)
+@given(data=st.data())
+def test_each_regencys_part_is_the_audience_narrowed_to_it(
+    world: World, data: st.DataObject
+) -> None:
+    rule = data.draw(trees(world))
+    whole = world.service.estimate_size(TENANT, None, rule, 0, [], by_regency=True)
+    parts = whole.regencies
+    assert abs(sum(r.voters for r in parts) - whole.voters) <= max(1, len(parts))
+    if not parts:
+        return
+    for part in data.draw(st.lists(st.sampled_from(parts), min_size=1, max_size=2)):
+        narrowed = All((rule, Region((part.code,))))
+        alone = world.service.estimate_size(TENANT, None, narrowed, 0, [])
+        assert abs(part.voters - alone.voters) <= 1
+        for mine, theirs in zip(part.platforms, alone.platforms, strict=True):
+            assert abs(mine.reachable - theirs.reachable) <= 1
+
+
 @settings(PROPERTY, max_examples=15)
 @given(data=st.data())
 def test_overlap_equals_the_brute_force_count_of_both(world: World, data: st.DataObject) -> None:
