@@ -344,6 +344,7 @@ def test_a_region_found_by_name_is_sized_by_the_service_with_its_voters(cli_clus
     assert by_code == pytest.approx(35_714_901 * 2_591_763 / 51_316_378, abs=1)
     assert voters("--region", "kota  BANDUNG") == by_code
     assert voters("--region", "Jawa Barat") == 35_714_901
+    assert voters("--region", "DKI Jakarta") == 8_252_897  # as KPU writes it
 
 
 def test_a_region_name_that_fits_several_places_is_refused_with_them_listed():

@@ -443,16 +443,23 @@ def _audience_list(args: argparse.Namespace, jk: Jangkau) -> int:
     return EXIT_OK
 
 
+# Province names as KPU and everyday use write them (the reference data has
+# Kemendagri's "Daerah Khusus Ibukota Jakarta", "Daerah Istimewa Yogyakarta").
+REGION_ALIASES = {"dki jakarta": "31", "di yogyakarta": "34", "diy": "34"}
+
+
 def region_code(value: str) -> str:
     """A --region value: a code as given (the service checks it), or the code of the
     province or kabupaten/kota of that name, or of the one place whose name holds it."""
     if value.isdigit():
         return value
+    wanted = " ".join(value.lower().split())
+    if wanted in REGION_ALIASES:
+        return REGION_ALIASES[wanted]
     from jangkau.audience.population import load_provinces, load_regencies
 
     places = [(str(p.code), p.name) for p in load_provinces()]
     places += [(str(r.code), r.name) for r in load_regencies()]
-    wanted = " ".join(value.lower().split())
     found = [c for c, n in places if n.lower() == wanted]
     found = found or [c for c, n in places if wanted in n.lower()]
     if len(found) == 1:
