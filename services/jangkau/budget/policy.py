@@ -1241,7 +1241,7 @@ def _reason(
     table: ArmTable,
     limits: Limits,
     floor_of: dict[int, FloorNeed],
-    currency: str = "IDR",
+    currency: str,
 ) -> str:
     """One line for the buyer: why this arm got this budget, amounts in the
     campaign's currency."""

@@ -24,7 +24,7 @@ from jangkau.cli.output import (
     table,
 )
 from jangkau.client import Jangkau
-from jangkau.runtime.money import money
+from jangkau.runtime.money import MICROS_PER_UNIT, money
 from jangkau.runtime.times import from_timestamp, to_timestamp, utcnow
 from jangkau.v1 import audience_pb2, budget_pb2, common_pb2, metrics_pb2
 
@@ -633,8 +633,8 @@ def _audience_upload(args: argparse.Namespace, jk: Jangkau) -> int:
 
 def _allocation_rows(allocation: budget_pb2.Allocation) -> str:
     # The marginal return per a sum a buyer thinks in (the API gives it per unit).
-    per_units = 1_000_000 if allocation.currency in ("", "IDR") else 1_000
-    per = money(per_units * 1_000_000, allocation.currency or "IDR")
+    per_units = 1_000_000 if allocation.currency == "IDR" else 1_000
+    per = money(per_units * MICROS_PER_UNIT, allocation.currency)
     rows = [
         (
             a.arm_id,

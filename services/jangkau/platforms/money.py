@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from decimal import ROUND_HALF_EVEN, Context, Decimal, InvalidOperation
 
-MICROS_PER_UNIT = 1_000_000
+from jangkau.runtime.money import MICROS_PER_UNIT
 
 # Meta Marketing API "currency offsets": budgets and bids are integers in the
 # account currency's minimum denomination, i.e. major units × offset. Offset 1
