@@ -255,6 +255,11 @@ def test_each_regencys_part_is_the_audience_narrowed_to_it(
 ) -> None:
     rule = data.draw(trees(world))
     whole = world.service.estimate_size(TENANT, None, rule, 0, [], by_regency=True)
+    # The whole, added up from the parts, is the estimate asked for without them.
+    plain = world.service.estimate_size(TENANT, None, rule, 0, [])
+    assert abs(whole.voters - plain.voters) <= 1
+    for mine, theirs in zip(whole.platforms, plain.platforms, strict=True):
+        assert abs(mine.reachable - theirs.reachable) <= 1
     parts = whole.regencies
     assert abs(sum(r.voters for r in parts) - whole.voters) <= max(1, len(parts))
     if not parts:

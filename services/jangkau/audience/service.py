@@ -248,12 +248,14 @@ class AudienceService:
                 checked.demographic_only,
             )
 
-        whole = estimate(self._measures(checked, plan))
         if not by_regency:
-            return whole
+            return estimate(self._measures(checked, plan))
+        # One scan grouped by kabupaten/kota; the whole is the sum of its parts.
+        by_code = self.store.measure_by_regency(plan)
+        whole = estimate(_measures_from(CellSums.total(by_code.values()), checked.lists))
         names = population.regency_names()
         parts = []
-        for code, sums in self.store.measure_by_regency(plan).items():
+        for code, sums in by_code.items():
             part = estimate(_measures_from(sums, checked.lists))
             if part.voters:
                 parts.append(

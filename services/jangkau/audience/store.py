@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -123,6 +123,20 @@ class CellSums:
     reach_via_cells: Mapping[Platform, float]
     # Voters included only through these lists, per combination of lists.
     via_lists: Mapping[tuple[str, ...], float]
+
+    @staticmethod
+    def total(parts: Iterable[CellSums]) -> CellSums:
+        """The sums of disjoint parts of the cells (kabupaten/kota) added up."""
+        voters = 0.0
+        reach = dict.fromkeys(_SHARE_COLUMNS, 0.0)
+        via_lists: dict[tuple[str, ...], float] = {}
+        for part in parts:
+            voters += part.voters_via_cells
+            for platform, value in part.reach_via_cells.items():
+                reach[platform] += value
+            for lists, value in part.via_lists.items():
+                via_lists[lists] = via_lists.get(lists, 0.0) + value
+        return CellSums(voters, reach, via_lists)
 
 
 def _cell_sums(row: Sequence[float | None], list_groups: list[tuple[str, ...]]) -> CellSums:
