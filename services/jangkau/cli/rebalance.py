@@ -15,6 +15,7 @@ from jangkau.cli.output import (
     table,
 )
 from jangkau.client import Jangkau
+from jangkau.platforms.sandbox import UNREACHABLE
 from jangkau.rebalancer.job import RebalanceOptions
 from jangkau.rebalancer.store import LeaseHeld
 from jangkau.rebalancer.wiring import build
@@ -116,7 +117,7 @@ def _rebalance(args: argparse.Namespace) -> int:
         )
         for cid in summary.not_reached:
             print(f"{cid}: not reached before the run-time limit")
-    unreachable = [c for c in summary.campaigns if c.message.startswith("sandbox: UNAVAILABLE")]
+    unreachable = [c for c in summary.campaigns if c.message.startswith(UNREACHABLE)]
     if settings.platforms_file is None and unreachable:
         print(
             f"the sandbox market at {settings.sandbox_addr} did not answer: "

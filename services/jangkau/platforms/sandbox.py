@@ -28,6 +28,10 @@ SIMULATED_PLATFORMS = frozenset(
 )
 
 
+# How the message of a call the market did not answer begins.
+UNREACHABLE = f"sandbox: {grpc.StatusCode.UNAVAILABLE.name}:"
+
+
 def _platform_error(exc: grpc.RpcError) -> Exception:
     code = exc.code()
     message = f"sandbox: {code.name}: {exc.details()}"
