@@ -24,10 +24,13 @@ def edits_needed(
     """Arms whose platform budget must change. Every edit counts against a platform's
     learning phase (Meta resets it on a significant edit; TikTok advises few, small
     changes), so an amount within `min_edit_percent` of the one in force is left as
-    it is. Always pushed: an arm never set (even to 0, which pauses whatever the
-    platform holds, so no arm runs on a budget jangkau did not choose), and turning
-    an arm on or off."""
+    it is, unless the amounts left would together keep more in force than was
+    allocated (the campaign would overspend): then the cuts with the most to cut
+    are pushed until they do not. Always pushed: an arm never set (even to 0, which
+    pauses whatever the platform holds, so no arm runs on a budget jangkau did not
+    choose), and turning an arm on or off."""
     edits = {}
+    left: dict[str, int] = {}  # arm -> the amount in force, left despite a small change
     for arm, daily in wanted_daily.items():
         current = last_applied.get(arm)
         if (
@@ -37,6 +40,14 @@ def edits_needed(
             and abs(daily - current) * 100 > min_edit_percent * current
         ):
             edits[arm] = daily
+        elif current != daily:
+            left[arm] = current
+    above = sum(current - wanted_daily[arm] for arm, current in left.items())
+    for arm in sorted(left, key=lambda a: wanted_daily[a] - left[a]):
+        if above <= 0 or left[arm] <= wanted_daily[arm]:
+            break
+        edits[arm] = wanted_daily[arm]
+        above -= left[arm] - wanted_daily[arm]
     return edits
 
 
