@@ -10,7 +10,7 @@ import pytest
 from google.protobuf.field_mask_pb2 import FieldMask
 
 from jangkau.runtime.times import from_timestamp, to_timestamp
-from jangkau.v1 import budget_pb2, common_pb2
+from jangkau.v1 import audience_pb2, budget_pb2, common_pb2
 from tests import test_budget_support as support
 from tests.conftest import TOKENS
 from tests.test_budget_support import (
@@ -325,3 +325,78 @@ def test_spend_of_an_arm_removed_by_update_still_counts(shared_stack, audience_i
     got = allocate(shared_stack, c.id, in_flight(1))
     assert [a.arm_id for a in got.arms] == ["meta-0"]
     assert got.remaining_budget_micros == c.total_budget_micros - 7 * RUPIAH
+
+
+# ------------------------------------------------- audiences changed after the campaign
+
+
+def political_campaign(stack: Stack, audience: str) -> budget_pb2.Campaign:
+    return create(
+        stack, wire_campaign([audience], kind=common_pb2.POLITICAL, political_authorization=True)
+    )
+
+
+def revision(stack: Stack, campaign_id: str) -> int:
+    return (
+        stack.budget_stub()
+        .GetCampaign(
+            budget_pb2.GetCampaignRequest(campaign_id=campaign_id), metadata=md(), timeout=5
+        )
+        .revision
+    )
+
+
+def test_a_rebalance_reads_the_audience_as_it_is_now(shared_stack):
+    # An audience of its own: the test changes it. Google takes political ads only
+    # on demographic audiences, so moving the audience onto a contact list must
+    # take the Google arm off at the next decision, without any campaign update.
+    audience = demographic_audience(shared_stack, name="Jabar muda, later relawan")
+    c = political_campaign(shared_stack, audience)
+    before = budgets(rebalance(shared_stack, c.id, in_flight(5)).allocation)
+    assert before["google-0"] > 0
+    # Asked before the change, the next hour's split is in budget's caches.
+    assert budgets(allocate(shared_stack, c.id, in_flight(6)))["google-0"] > 0
+
+    audiences = shared_stack.audience_stub()
+    lists = audiences.GetAudience(
+        audience_pb2.GetAudienceRequest(audience_id=contact_list_audience(shared_stack)),
+        metadata=md(),
+        timeout=5,
+    ).rule
+    audiences.UpdateAudience(
+        audience_pb2.UpdateAudienceRequest(audience_id=audience, name="relawan", rule=lists),
+        metadata=md(),
+        timeout=5,
+    )
+    after = rebalance(shared_stack, c.id, in_flight(6))
+    google = next(a for a in after.allocation.arms if a.arm_id == "google-0")
+    assert google.budget_micros == 0
+    assert google.bound == budget_pb2.BOUND_INELIGIBLE
+    assert "contact list" in google.reason
+    # The campaign itself is unchanged, and Allocate now sees the same audience.
+    assert revision(shared_stack, c.id) == c.revision
+    assert budgets(allocate(shared_stack, c.id, in_flight(6))) == budgets(after.allocation)
+
+
+def test_an_arm_whose_audience_was_deleted_gets_zero_at_the_next_rebalance(shared_stack):
+    audience = demographic_audience(shared_stack, name="Jabar muda, deleted later")
+    c = political_campaign(shared_stack, audience)
+    assert sum(budgets(rebalance(shared_stack, c.id, in_flight(5)).allocation).values()) > 0
+    shared_stack.audience_stub().DeleteAudience(
+        audience_pb2.DeleteAudienceRequest(audience_id=audience), metadata=md(), timeout=5
+    )
+    after = rebalance(shared_stack, c.id, in_flight(6)).allocation
+    assert after.allocated_micros == 0
+    for arm in after.arms:
+        assert arm.bound == budget_pb2.BOUND_INELIGIBLE
+        assert arm.reason == f"not eligible: audience {audience} no longer exists"
+
+
+def test_with_the_audience_service_down_a_rebalance_decides_on_the_stored_audiences(stack):
+    c = political_campaign(stack, demographic_audience(stack))
+    expected = budgets(allocate(stack, c.id, in_flight(5)))
+    stack.audience.stop(grace=0.1)
+    recorded = rebalance(stack, c.id, in_flight(5))
+    assert not recorded.replayed
+    assert budgets(recorded.allocation) == expected
+    assert expected["google-0"] > 0

@@ -88,6 +88,32 @@ def test_audience_facts_read_back_per_platform(store):
     assert set(got.reach) == set(expected.reach)
 
 
+def test_refreshed_audience_facts_replace_the_stored_ones_and_only_when_they_changed(store):
+    add_campaign(store)
+    add_campaign(store, "cmp_2")
+    # The same facts with their reach in another order: nothing to write.
+    same = replace(facts(), reach=tuple(reversed(facts().reach)))
+    assert not store.refresh_facts("alpha", "cmp_1", [same])
+    assert store.facts_refresh("alpha", "cmp_1") == 0
+
+    narrowed = facts(contact_lists=True, reachable=900)
+    assert store.refresh_facts("alpha", "cmp_1", [narrowed, facts("aud_b")])
+    got = store.audience_facts("alpha", "cmp_1")
+    assert set(got) == {"aud_a", "aud_b"}
+    assert got["aud_a"].uses_contact_lists and got["aud_a"].voters == 900
+    assert {r.reachable for r in got["aud_a"].reach} == {900}
+    first = store.facts_refresh("alpha", "cmp_1")
+    assert first > 0
+    # The campaign's revision stays; the other campaign is untouched.
+    assert store.campaign_revision("alpha", "cmp_1") == 1
+    assert store.facts_refresh("alpha", "cmp_2") == 0
+    assert set(store.audience_facts("alpha", "cmp_2")) == {"aud_a"}
+
+    assert store.refresh_facts("alpha", "cmp_1", [facts("aud_b")])  # aud_a deleted
+    assert set(store.audience_facts("alpha", "cmp_1")) == {"aud_b"}
+    assert store.facts_refresh("alpha", "cmp_1") > first
+
+
 def test_campaign_reads_are_versioned_by_campaign_writes_alone(store):
     before = store.campaigns_generation
     add_campaign(store)

@@ -6,6 +6,7 @@ domain (campaigns, allocations, decisions) for the edge and the decision log."""
 from __future__ import annotations
 
 import itertools
+import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
@@ -65,6 +66,8 @@ from jangkau.v1 import (
 )
 
 # ------------------------------------------------------------------ enum tables
+
+log = logging.getLogger("jangkau.budget")
 
 PLATFORM_TO_WIRE = {p: common_pb2.Platform.Value(p.value) for p in Platform}
 PLATFORM_FROM_WIRE = {v: k for k, v in PLATFORM_TO_WIRE.items()}
@@ -720,9 +723,12 @@ class Allocator:
         policy: domain.PolicyFunction | None = None,
         settings: Callable[[], PolicySettings] = policy_module.default_settings,
         clock: Callable[[], datetime] = utcnow,
+        audiences: AudienceGateway | None = None,
     ) -> None:
         self.store = store
         self.metrics = metrics
+        # Where a rebalance reads the audiences as they are now; None: as stored.
+        self.audiences = audiences
         self._policy = policy
         self._settings = settings
         self._clock = clock
@@ -739,7 +745,9 @@ class Allocator:
     def policy(self) -> domain.PolicyFunction:
         return self._policy or policy_module.allocate
 
-    def _plan(self, tenant: str, campaign_id: str, revision: int) -> CampaignPlan:
+    def _plan(self, tenant: str, campaign_id: str, version: tuple[int, int]) -> CampaignPlan:
+        """The plan of the campaign at `version`: its revision and its facts refresh."""
+
         def build() -> CampaignPlan:
             stored = self.store.get_campaign(tenant, campaign_id)
             if stored is None:
@@ -748,7 +756,7 @@ class Allocator:
             facts = self.store.audience_facts(tenant, campaign_id)
             return domain.plan_campaign(campaign, facts)
 
-        return self._plans.get((tenant, campaign_id, revision), build)[0]
+        return self._plans.get((tenant, campaign_id, version), build)[0]
 
     def _previous_decision(
         self, tenant: str, campaign_id: str, decision_id: str
@@ -776,13 +784,14 @@ class Allocator:
         if found is None:
             raise NotFound(f"campaign {campaign_id} not found")
         revision, previous_id = found
-        plan = self._plan(tenant, campaign_id, revision)
+        plan_version = (revision, self.store.facts_refresh(tenant, campaign_id))
+        plan = self._plan(tenant, campaign_id, plan_version)
         c = plan.campaign
         previous = (
             self._previous_decision(tenant, campaign_id, previous_id) if previous_id else None
         )
         specs = self._specs.get(
-            (tenant, campaign_id, c.revision, previous_id),
+            (tenant, campaign_id, plan_version, previous_id),
             lambda: domain.arm_specs(plan, previous),
         )[0]
         settings = domain.effective_settings(self._settings(), c.policy)
@@ -802,10 +811,10 @@ class Allocator:
                 except Infeasible as exc:
                     raise FailedPrecondition(f"constraints cannot all hold: {exc}") from None
 
-            # Everything the outcome is a function of (the revision fixes the plan,
+            # Everything the outcome is a function of (plan_version fixes the plan,
             # previous_id the previous decision, version the snapshot); a snapshot
             # without a version is never reused.
-            key = (tenant, campaign_id, revision, previous_id, period_start, seed, settings)
+            key = (tenant, campaign_id, plan_version, previous_id, period_start, seed, settings)
             if version:
                 outcome, how = self._outcomes.get((*key, version), decide)
             else:
@@ -817,6 +826,27 @@ class Allocator:
             instruments().allocations.add(1)
             return outcome
 
+    def _refresh_facts(self, tenant: str, campaign_id: str) -> None:
+        """Reads the campaign's audiences as they are now, before a decision is
+        recorded: a buyer may have narrowed, widened or deleted one since the campaign
+        was saved, and an arm whose audience fell below a platform's minimum (or now
+        uses a contact list a platform refuses) must get nothing. When the audience
+        service cannot answer, the decision stands on the facts stored last."""
+        if self.audiences is None:
+            return
+        revision = self.store.campaign_revision(tenant, campaign_id)
+        if revision is None:
+            return  # _allocate says NotFound
+        version = (revision, self.store.facts_refresh(tenant, campaign_id))
+        campaign = self._plan(tenant, campaign_id, version).campaign
+        try:
+            facts = self.audiences.facts(campaign)
+        except (Unavailable, FailedPrecondition) as exc:
+            log.warning("deciding %s on its stored audience facts: %s", campaign_id, exc)
+            return
+        if self.store.refresh_facts(tenant, campaign_id, facts.values()):
+            log.info("audience facts of %s changed since it was saved", campaign_id)
+
     def rebalance(
         self, tenant: str, campaign_id: str, as_of: datetime | None, seed: int
     ) -> Recorded:
@@ -824,6 +854,7 @@ class Allocator:
         existing = self.store.decision_for(tenant, campaign_id, period_start)
         if existing is not None:
             return Recorded(existing, replayed=True)
+        self._refresh_facts(tenant, campaign_id)
         outcome = self._allocate(tenant, campaign_id, period_start, seed)
         decision_id = new_id("dec")
         stored = self.store.insert_decision(

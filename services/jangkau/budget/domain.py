@@ -198,8 +198,9 @@ class PlatformReach:
 
 @dataclass(frozen=True)
 class AudienceFacts:
-    """An audience as the budget service caches it at campaign create/update, so
-    that Allocate never needs the audience service."""
+    """An audience as the budget service keeps it: read at campaign create and
+    update, and again before each rebalance records a decision, so that Allocate
+    never needs the audience service."""
 
     audience_id: str
     uses_contact_lists: bool
@@ -329,7 +330,7 @@ def ineligibility(
     if rule.needs_authorization and not political_authorization:
         return rule.reason + "; the campaign has no political_authorization"
     if audience is None:
-        return "audience facts missing; update the campaign to refresh them"
+        return f"audience {arm.audience_id} no longer exists"
     if rule.demographic_only and (audience.uses_contact_lists or not audience.demographic_only):
         what = "uses a contact list" if audience.uses_contact_lists else "is not demographic-only"
         return f"{rule.reason}; audience {audience.audience_id} {what}"

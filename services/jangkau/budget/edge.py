@@ -254,11 +254,12 @@ def open_service(settings: Settings) -> OpenService:
     metrics_channel = channel(settings.metrics_addr, timeout=timeout, token=token)
     audience_channel = channel(settings.audience_addr, timeout=timeout, token=token)
     metrics = MetricsGateway(metrics_channel)
+    audiences = AudienceGateway(audience_channel)
     servicer = BudgetServicer(
         store,
-        Allocator(store, metrics),
+        Allocator(store, metrics, audiences=audiences),
         metrics,
-        AudienceGateway(audience_channel),
+        audiences,
         settings.read_cache_mb * MIB,
     )
 

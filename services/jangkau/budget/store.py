@@ -9,7 +9,7 @@ import bisect
 import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -64,6 +64,14 @@ def _aware(moment: datetime) -> datetime:
     return moment.replace(tzinfo=UTC)
 
 
+def _comparable(facts: Iterable[AudienceFacts]) -> dict[str, AudienceFacts]:
+    """Facts by audience, each audience's reach in the order the table returns it."""
+    return {
+        f.audience_id: replace(f, reach=tuple(sorted(f.reach, key=lambda r: r.platform.value)))
+        for f in facts
+    }
+
+
 @dataclass(frozen=True)
 class StoredCampaign:
     revision: int
@@ -91,6 +99,10 @@ class _Index:
         # (tenant, campaign) -> period starts, sorted, and the decision id of each.
         self.periods: dict[tuple[str, str], list[datetime]] = {}
         self.ids: dict[tuple[str, str], list[str]] = {}
+        # (tenant, campaign) -> the number of the latest refresh of its audience facts
+        # (none yet: absent); `refreshes` numbers them across campaigns.
+        self.facts_refreshes: dict[tuple[str, str], int] = {}
+        self.refreshes = 0
 
 
 class BudgetStore:
@@ -291,14 +303,43 @@ class BudgetStore:
             ).fetchall()
         return [StoredCampaign(int(r[0]), bytes(r[1])) for r in rows]
 
+    def facts_refresh(self, tenant: str, campaign_id: str) -> int:
+        """Moves on when `refresh_facts` changes the campaign's audience facts (0 until
+        then): with the revision, the version of what `audience_facts` returns. Read it
+        before the facts it versions."""
+        with self._index.lock:
+            return self._index.facts_refreshes.get((tenant, campaign_id), 0)
+
+    def refresh_facts(self, tenant: str, campaign_id: str, facts: Iterable[AudienceFacts]) -> bool:
+        """Replaces the campaign's audience facts with `facts` (the audiences as they
+        are now) unless they are the same; True when they changed. The campaign itself
+        and its revision stay as they are."""
+        fresh = _comparable(facts)
+        with self.db.transaction() as cur:
+            if _comparable(self._facts(cur, tenant, campaign_id).values()) == fresh:
+                return False
+            cur.execute(
+                "DELETE FROM campaign_audiences WHERE tenant = ? AND campaign_id = ?",
+                [tenant, campaign_id],
+            )
+            self._write_facts(cur, tenant, campaign_id, fresh.values())
+        with self._index.lock:
+            self._index.refreshes += 1
+            self._index.facts_refreshes[(tenant, campaign_id)] = self._index.refreshes
+        return True
+
     def audience_facts(self, tenant: str, campaign_id: str) -> dict[str, AudienceFacts]:
         with self.db.read() as cur:
-            rows = cur.execute(
-                "SELECT audience_id, platform, uses_contact_lists, demographic_only, voters, "
-                "reachable, targetable, allowed, reason FROM campaign_audiences "
-                "WHERE tenant = ? AND campaign_id = ? ORDER BY audience_id, platform",
-                [tenant, campaign_id],
-            ).fetchall()
+            return self._facts(cur, tenant, campaign_id)
+
+    @staticmethod
+    def _facts(cur, tenant: str, campaign_id: str) -> dict[str, AudienceFacts]:  # type: ignore[no-untyped-def]
+        rows = cur.execute(
+            "SELECT audience_id, platform, uses_contact_lists, demographic_only, voters, "
+            "reachable, targetable, allowed, reason FROM campaign_audiences "
+            "WHERE tenant = ? AND campaign_id = ? ORDER BY audience_id, platform",
+            [tenant, campaign_id],
+        ).fetchall()
         reach: dict[str, list[PlatformReach]] = {}
         first: dict[str, tuple] = {}
         for audience_id, platform, contact, demographic, voters, *rest in rows:

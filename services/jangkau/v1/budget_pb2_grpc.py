@@ -114,7 +114,10 @@ class BudgetServiceServicer:
 
     def Rebalance(self, request, context):
         """Allocate, then record the decision. Idempotent per (campaign, period):
-        asking again for a recorded period returns the recorded decision.
+        asking again for a recorded period returns the recorded decision. First
+        reads the campaign's audiences as they are now, so an arm whose audience
+        was deleted or no longer suits its platform gets nothing (if the audience
+        service cannot answer, the audiences as last stored).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

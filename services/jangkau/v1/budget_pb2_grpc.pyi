@@ -48,7 +48,10 @@ class BudgetServiceStub:
     """
     Rebalance: _grpc.UnaryUnaryMultiCallable[_budget_pb2.RebalanceRequest, _budget_pb2.Decision]
     """Allocate, then record the decision. Idempotent per (campaign, period):
-    asking again for a recorded period returns the recorded decision.
+    asking again for a recorded period returns the recorded decision. First
+    reads the campaign's audiences as they are now, so an arm whose audience
+    was deleted or no longer suits its platform gets nothing (if the audience
+    service cannot answer, the audiences as last stored).
     """
     ListDecisions: _grpc.UnaryUnaryMultiCallable[_budget_pb2.ListDecisionsRequest, _budget_pb2.ListDecisionsResponse]
     """The campaign's recorded decisions, newest first."""
@@ -73,7 +76,10 @@ class BudgetServiceAsyncStub(BudgetServiceStub):
     """
     Rebalance: _aio.UnaryUnaryMultiCallable[_budget_pb2.RebalanceRequest, _budget_pb2.Decision]  # type: ignore[assignment]
     """Allocate, then record the decision. Idempotent per (campaign, period):
-    asking again for a recorded period returns the recorded decision.
+    asking again for a recorded period returns the recorded decision. First
+    reads the campaign's audiences as they are now, so an arm whose audience
+    was deleted or no longer suits its platform gets nothing (if the audience
+    service cannot answer, the audiences as last stored).
     """
     ListDecisions: _aio.UnaryUnaryMultiCallable[_budget_pb2.ListDecisionsRequest, _budget_pb2.ListDecisionsResponse]  # type: ignore[assignment]
     """The campaign's recorded decisions, newest first."""
@@ -131,7 +137,10 @@ class BudgetServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_budget_pb2.Decision, _abc.Awaitable[_budget_pb2.Decision]]:
         """Allocate, then record the decision. Idempotent per (campaign, period):
-        asking again for a recorded period returns the recorded decision.
+        asking again for a recorded period returns the recorded decision. First
+        reads the campaign's audiences as they are now, so an arm whose audience
+        was deleted or no longer suits its platform gets nothing (if the audience
+        service cannot answer, the audiences as last stored).
         """
 
     @_abc_1.abstractmethod
