@@ -150,16 +150,38 @@ def test_same_seed_gives_the_same_split(campaign, seed: int) -> None:
     assert [d.budget_micros for d in first.arms] == [d.budget_micros for d in again.arms]
 
 
-def test_different_seeds_sample_different_splits() -> None:
-    arms = [ArmSpec(f"a{i}", prior_theta=10.0, prior_kappa_micros=3e8) for i in range(5)]
-    splits = {
+def _splits(arms: list[ArmSpec], seeds: range) -> set[tuple[int, ...]]:
+    return {
         tuple(
             d.budget_micros
-            for d in allocate(arms, Evidence.empty(5), BUDGET, PolicySettings(), s).arms
+            for d in allocate(arms, Evidence.empty(len(arms)), BUDGET, PolicySettings(), s).arms
         )
-        for s in range(5)
+        for s in seeds
     }
-    assert len(splits) > 1
+
+
+def test_different_seeds_sample_different_splits() -> None:
+    # Off before (previous 0): not a first split, so each seed samples its own curves.
+    arms = [
+        ArmSpec(f"a{i}", prior_theta=10.0, prior_kappa_micros=3e8, previous_micros=0)
+        for i in range(5)
+    ]
+    assert len(_splits(arms, range(5))) > 1
+
+
+def test_a_first_split_is_solved_on_the_expected_curves_not_drawn() -> None:
+    # No arm has a previous budget: every seed gives the same split, arms alike get
+    # alike budgets, and the better prior gets more.
+    arms = [
+        ArmSpec("meta-a", prior_theta=10.0, prior_kappa_micros=3e8),
+        ArmSpec("meta-b", prior_theta=10.0, prior_kappa_micros=3e8),
+        ArmSpec("google", prior_theta=4.0, prior_kappa_micros=3e8),
+    ]
+    (split,) = _splits(arms, range(8))
+    assert abs(split[0] - split[1]) <= 1
+    assert split[0] > split[2] > 0
+    result = allocate(arms, Evidence.empty(3), BUDGET, PolicySettings(), 1)
+    assert "the expected curves of a first split" in result.arms[0].reason
 
 
 def test_ineligible_arm_gets_zero_with_its_reason() -> None:

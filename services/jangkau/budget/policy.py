@@ -15,7 +15,10 @@ One call of `allocate`:
 
 1. posterior per arm: a Gamma(shape, rate_k) for θ under every grid curve k and
    grid weights w_k ∝ prior(k)·p(evidence | k);
-2. Thompson sample: one grid curve from the weights, then one θ from its Gamma, per arm;
+2. Thompson sample: one grid curve from the weights, then one θ from its Gamma, per arm
+   (a campaign's first split, when no arm has a previous budget, is solved on each
+   arm's expected curve instead: the change limit holds that split for days, and a
+   draw from the priors alone would put nearly all of it on one arm by chance);
 3. exact split of the period budget for the sampled curves under every constraint
    (`compile_limits` + `constrained_split`): bisection on the Lagrange multiplier,
    finished exactly on the piecewise-linear total, x_i = κ_i·ln(θ_i/(κ_i·λ)) clipped
@@ -472,6 +475,13 @@ class Posterior:
         rate = self.rate[np.arange(n_arms), k]
         theta = rng.gamma(self.shape, 1.0 / rate)
         return theta, self.kappas_micros[k], self.s_shaped[k]
+
+    def expected(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """One curve per arm without chance: (θ, κ, S-shaped?) of its likeliest grid
+        curve, θ at its posterior mean under that curve."""
+        k = np.argmax(self.weights, axis=1)
+        rate = self.rate[np.arange(self.weights.shape[0]), k]
+        return self.shape / rate, self.kappas_micros[k], self.s_shaped[k]
 
     def _exposure(self, spend: np.ndarray) -> np.ndarray:
         kap = self.kappas_micros
@@ -1160,7 +1170,13 @@ def allocate(
     # Business spans for traces (the API alone: a no-op where tracing is not set up).
     with _TRACER.start_as_current_span("posterior", attributes={"jangkau.arms": len(arms)}):
         post = posterior(table, evidence, settings)
-        theta, kappa, s_shaped = post.sample(np.random.default_rng(seed))
+        # A campaign's first split is held by the change limit for days: drawn by
+        # chance, it would put nearly everything on whichever arm drew highest (of
+        # two arms alike, one); the expected curves split on what is known.
+        first = bool((table.previous_micros < 0).all())
+        theta, kappa, s_shaped = (
+            post.expected() if first else post.sample(np.random.default_rng(seed))
+        )
     ratio = np.clip(table.delivery_ratio, 1e-6, 1.0)
     # Budget space: a budget x delivers ratio·x of spend.
     value = np.maximum(table.value_weight, 0.0) * theta
@@ -1173,7 +1189,8 @@ def allocate(
     broken = violations(table, split.budgets, period_budget_micros, settings, coverage_floors)
     if broken:
         raise RuntimeError(f"the split breaks its own rules: {'; '.join(broken[:5])}")
-    return _explain(table, post, ratio, limits, split, currency)
+    basis = "the expected curves of a first split" if first else "this hour's posterior sample"
+    return _explain(table, post, ratio, limits, split, currency, basis)
 
 
 def _explain(
@@ -1183,6 +1200,7 @@ def _explain(
     limits: Limits,
     split: Split,
     currency: str,
+    basis: str,
 ) -> PolicyResult:
     x = split.budgets
     spend = x.astype(float) * ratio
@@ -1199,7 +1217,14 @@ def _explain(
     budgets = x.tolist()
     decisions = [
         ArmDecision(
-            b, m, lo_, hi_, r, sd, BOUNDS[c], _reason(c, i, b, table, limits, floor_of, currency)
+            b,
+            m,
+            lo_,
+            hi_,
+            r,
+            sd,
+            BOUNDS[c],
+            _reason(c, i, b, table, limits, floor_of, currency, basis),
         )
         for i, (b, m, lo_, hi_, r, sd, c) in enumerate(
             zip(
@@ -1242,9 +1267,10 @@ def _reason(
     limits: Limits,
     floor_of: dict[int, FloorNeed],
     currency: str,
+    basis: str,
 ) -> str:
     """One line for the buyer: why this arm got this budget, amounts in the
-    campaign's currency."""
+    campaign's currency; `basis` names the curves the split was solved on."""
     bound = BOUNDS[code]
     if bound == "ineligible" or (bound == "off" and not limits.on_ok[i]):
         return limits.off_reason[i]
@@ -1262,13 +1288,13 @@ def _reason(
         return f"at its minimum of {money(budget, currency)}"
     if bound == "exploration":
         return (
-            f"kept at the exploration floor of {money(budget, currency)}: this hour's "
-            "posterior sample rates it below the other arms at the margin"
+            f"kept at the exploration floor of {money(budget, currency)}: on {basis} "
+            "it returns less than the other arms at the margin"
         )
     if bound == "coverage_floor" and i in floor_of:
         floor = floor_of[i]
         return f"raised to meet coverage floor '{floor.name}' ({floor.min_share:.0%} of the budget)"
-    return "optimal on this hour's posterior sample: marginal returns equalised"
+    return f"optimal on {basis}: marginal returns equalised"
 
 
 def _gamma_interval(mean: np.ndarray, var: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
