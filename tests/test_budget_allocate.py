@@ -346,6 +346,21 @@ def revision(stack: Stack, campaign_id: str) -> int:
     )
 
 
+def move_onto_a_contact_list(stack: Stack, audience_id: str) -> None:
+    """Replaces the audience's rule with one list of 300 phone numbers."""
+    audiences = stack.audience_stub()
+    lists = audiences.GetAudience(
+        audience_pb2.GetAudienceRequest(audience_id=contact_list_audience(stack)),
+        metadata=md(),
+        timeout=5,
+    ).rule
+    audiences.UpdateAudience(
+        audience_pb2.UpdateAudienceRequest(audience_id=audience_id, name="relawan", rule=lists),
+        metadata=md(),
+        timeout=5,
+    )
+
+
 def test_a_rebalance_reads_the_audience_as_it_is_now(shared_stack):
     # An audience of its own: the test changes it. Google takes political ads only
     # on demographic audiences, so moving the audience onto a contact list must
@@ -357,17 +372,7 @@ def test_a_rebalance_reads_the_audience_as_it_is_now(shared_stack):
     # Asked before the change, the next hour's split is in budget's caches.
     assert budgets(allocate(shared_stack, c.id, in_flight(6)))["google-0"] > 0
 
-    audiences = shared_stack.audience_stub()
-    lists = audiences.GetAudience(
-        audience_pb2.GetAudienceRequest(audience_id=contact_list_audience(shared_stack)),
-        metadata=md(),
-        timeout=5,
-    ).rule
-    audiences.UpdateAudience(
-        audience_pb2.UpdateAudienceRequest(audience_id=audience, name="relawan", rule=lists),
-        metadata=md(),
-        timeout=5,
-    )
+    move_onto_a_contact_list(shared_stack, audience)
     after = rebalance(shared_stack, c.id, in_flight(6))
     google = next(a for a in after.allocation.arms if a.arm_id == "google-0")
     assert google.budget_micros == 0
@@ -376,6 +381,22 @@ def test_a_rebalance_reads_the_audience_as_it_is_now(shared_stack):
     # The campaign itself is unchanged, and Allocate now sees the same audience.
     assert revision(shared_stack, c.id) == c.revision
     assert budgets(allocate(shared_stack, c.id, in_flight(6))) == budgets(after.allocation)
+
+
+def test_an_arm_whose_audience_shrank_below_the_platform_minimum_gets_zero(shared_stack):
+    # 300 phone numbers: X matches about a tenth of them, under its minimum of 100;
+    # Meta matches more than half.
+    audience = demographic_audience(shared_stack, name="Jabar muda, later 300 relawan")
+    msg = wire_campaign([audience])
+    msg.arms.add(id="x-0", platform=common_pb2.X, audience_id=audience)
+    c = create(shared_stack, msg)
+    assert budgets(rebalance(shared_stack, c.id, in_flight(5)).allocation)["x-0"] > 0
+    move_onto_a_contact_list(shared_stack, audience)
+    after = {a.arm_id: a for a in rebalance(shared_stack, c.id, in_flight(6)).allocation.arms}
+    assert after["x-0"].budget_micros == 0
+    assert after["x-0"].bound == budget_pb2.BOUND_INELIGIBLE
+    assert "under the platform minimum of 100" in after["x-0"].reason
+    assert after["meta-0"].budget_micros > 0
 
 
 def test_an_arm_whose_audience_was_deleted_gets_zero_at_the_next_rebalance(shared_stack):
