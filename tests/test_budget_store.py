@@ -93,11 +93,11 @@ def test_refreshed_audience_facts_replace_the_stored_ones_and_only_when_they_cha
     add_campaign(store, "cmp_2")
     # The same facts with their reach in another order: nothing to write.
     same = replace(facts(), reach=tuple(reversed(facts().reach)))
-    assert not store.refresh_facts("alpha", "cmp_1", [same])
+    assert not store.refresh_facts("alpha", "cmp_1", 1, [same])
     assert store.facts_refresh("alpha", "cmp_1") == 0
 
     narrowed = facts(contact_lists=True, reachable=900)
-    assert store.refresh_facts("alpha", "cmp_1", [narrowed, facts("aud_b")])
+    assert store.refresh_facts("alpha", "cmp_1", 1, [narrowed, facts("aud_b")])
     got = store.audience_facts("alpha", "cmp_1")
     assert set(got) == {"aud_a", "aud_b"}
     assert got["aud_a"].uses_contact_lists and got["aud_a"].voters == 900
@@ -109,9 +109,16 @@ def test_refreshed_audience_facts_replace_the_stored_ones_and_only_when_they_cha
     assert store.facts_refresh("alpha", "cmp_2") == 0
     assert set(store.audience_facts("alpha", "cmp_2")) == {"aud_a"}
 
-    assert store.refresh_facts("alpha", "cmp_1", [facts("aud_b")])  # aud_a deleted
+    assert store.refresh_facts("alpha", "cmp_1", 1, [facts("aud_b")])  # aud_a deleted
     assert set(store.audience_facts("alpha", "cmp_1")) == {"aud_b"}
     assert store.facts_refresh("alpha", "cmp_1") > first
+
+    # An update came between reading the campaign and writing its facts: the update's
+    # facts (of its own audiences) stand.
+    store.update_campaign("alpha", "cmp_1", 1, "ACTIVE", b"v2", [facts("aud_c")])
+    assert not store.refresh_facts("alpha", "cmp_1", 1, [facts("aud_b")])
+    assert set(store.audience_facts("alpha", "cmp_1")) == {"aud_c"}
+    assert not store.refresh_facts("alpha", "cmp_missing", 1, [facts()])
 
 
 def test_campaign_reads_are_versioned_by_campaign_writes_alone(store):

@@ -844,7 +844,7 @@ class Allocator:
         except (Unavailable, FailedPrecondition) as exc:
             log.warning("deciding %s on its stored audience facts: %s", campaign_id, exc)
             return
-        if self.store.refresh_facts(tenant, campaign_id, facts.values()):
+        if self.store.refresh_facts(tenant, campaign_id, revision, facts.values()):
             log.info("audience facts of %s changed since it was saved", campaign_id)
 
     def rebalance(

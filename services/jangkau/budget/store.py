@@ -310,12 +310,21 @@ class BudgetStore:
         with self._index.lock:
             return self._index.facts_refreshes.get((tenant, campaign_id), 0)
 
-    def refresh_facts(self, tenant: str, campaign_id: str, facts: Iterable[AudienceFacts]) -> bool:
-        """Replaces the campaign's audience facts with `facts` (the audiences as they
-        are now) unless they are the same; True when they changed. The campaign itself
-        and its revision stay as they are."""
+    def refresh_facts(
+        self, tenant: str, campaign_id: str, revision: int, facts: Iterable[AudienceFacts]
+    ) -> bool:
+        """Replaces the audience facts of the campaign at `revision` with `facts` (the
+        audiences as they are now) unless they are the same, or an update came first
+        (it wrote the facts of its own audiences); True when they changed. The campaign
+        itself and its revision stay as they are."""
         fresh = _comparable(facts)
         with self.db.transaction() as cur:
+            row = cur.execute(
+                "SELECT revision FROM campaigns WHERE tenant = ? AND id = ?",
+                [tenant, campaign_id],
+            ).fetchone()
+            if row is None or int(row[0]) != revision:
+                return False
             if _comparable(self._facts(cur, tenant, campaign_id).values()) == fresh:
                 return False
             cur.execute(
