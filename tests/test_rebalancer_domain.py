@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from jangkau.rebalancer.domain import daily_from_hourly, edits_needed
+from jangkau.rebalancer.domain import daily_from_hourly, edits_needed, pauses_for_refused_cuts
 
 
 def test_an_hourly_budget_becomes_a_daily_rate():
@@ -53,3 +53,38 @@ def test_what_is_left_in_force_never_exceeds_what_was_allocated():
     after = {arm: edits.get(arm, in_force[arm]) for arm in wanted}
     assert sum(after.values()) <= sum(wanted.values())
     assert edits == {"a": 91, "b": 92}  # the biggest cuts first, only as many as needed
+
+
+def daily(**hourly: int) -> dict[str, int]:
+    return {arm: daily_from_hourly(micros) for arm, micros in hourly.items()}
+
+
+def test_a_refused_cut_is_left_while_the_campaign_has_budget_left_for_it():
+    # a's cut from 100 to 60 an hour was refused: 150 in force this hour.
+    wanted, in_force = daily(a=60, b=50), daily(a=100, b=50)
+    assert pauses_for_refused_cuts(wanted, in_force, ["a"], left_micros=1_000) == []
+    assert pauses_for_refused_cuts(wanted, in_force, ["a"], left_micros=150) == []
+
+
+def test_a_refused_cut_is_paused_when_what_is_in_force_exceeds_what_is_left():
+    wanted, in_force = daily(a=60, b=50), daily(a=100, b=50)
+    assert pauses_for_refused_cuts(wanted, in_force, ["a"], left_micros=149) == ["a"]
+    assert pauses_for_refused_cuts(wanted, in_force, ["a"], left_micros=0) == ["a"]
+
+
+def test_the_refused_cuts_with_most_to_cut_are_paused_first_and_only_as_many_as_needed():
+    wanted = daily(a=60, b=10, c=80, d=30)
+    in_force = daily(a=100, b=100, c=90, d=30)  # refused: a (−40), b (−90), c (−10)
+    # 320 in force: pausing b leaves 220, then a leaves 120.
+    assert pauses_for_refused_cuts(wanted, in_force, ["a", "b", "c"], left_micros=150) == [
+        "b",
+        "a",
+    ]
+    assert pauses_for_refused_cuts(wanted, in_force, ["a", "b", "c"], left_micros=220) == ["b"]
+
+
+def test_a_refused_rise_is_never_paused():
+    # b's rise from 50 to 90 was refused; only cuts are paused, even with nothing left.
+    wanted, in_force = daily(a=60, b=90), daily(a=100, b=50)
+    assert pauses_for_refused_cuts(wanted, in_force, ["a", "b"], left_micros=0) == ["a"]
+    assert pauses_for_refused_cuts(daily(b=90), daily(b=50), ["b"], left_micros=0) == []

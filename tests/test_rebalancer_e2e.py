@@ -12,6 +12,8 @@ from datetime import timedelta
 
 import pytest
 
+from jangkau.platforms.base import BudgetResult
+from jangkau.platforms.sandbox import SandboxAdapter
 from jangkau.rebalancer.job import RebalanceOptions
 from jangkau.runtime.channels import channel
 from jangkau.runtime.times import HOUR, from_timestamp
@@ -106,6 +108,78 @@ def test_days_of_hourly_rebalancing_keep_every_rule_and_metrics_hold_what_was_re
         assert expected, "the sandbox reported nothing"
         assert sum(spend for spend, *_ in expected.values()) <= BUDGET_MICROS
         assert stored_rows(jk, campaign.id) == expected
+
+
+class CutsRefused:
+    """The sandbox market's adapter, behind a platform that refuses every lower
+    non-zero budget (as one may while an ad set is under review); pausing works."""
+
+    def __init__(self, inner: SandboxAdapter) -> None:
+        self.inner = inner
+        self.held: dict[str, int] = {}
+
+    def __getattr__(self, name: str):
+        return getattr(self.inner, name)
+
+    def apply_budgets(self, campaign, budgets):
+        cuts = [b for b in budgets if 0 < b.daily_budget_micros < self.held.get(b.arm_id, 0)]
+        results = [
+            BudgetResult.refused(b.arm_id, b.daily_budget_micros, "cuts locked in review", False)
+            for b in cuts
+        ]
+        rest = [b for b in budgets if b not in cuts]
+        for result in self.inner.apply_budgets(campaign, rest) if rest else []:
+            if result.accepted:
+                self.held[result.arm_id] = result.applied_daily_budget_micros
+            results.append(result)
+        return results
+
+
+@pytest.mark.slow
+def test_cuts_a_platform_refuses_are_paused_rather_than_overspent(start_cluster):
+    cluster = start_cluster(*SERVICES)
+    at = [FLIGHT_START]
+    with client(cluster) as jk:
+        campaign = create_campaign(jk)
+        rb = rebalancer(cluster, jk, at)
+        (sandbox,) = rb.adapters
+        platform = CutsRefused(sandbox)
+        rb.adapters = [platform]
+        last_hours = QUIET_START - 3 * HOUR
+        early = run_hours(rb, at, int((last_hours - FLIGHT_START) / HOUR))
+        # With days to go, the hours ahead make up for a refused cut: nothing is paused.
+        messages = [c.message for s in early for c in s.campaigns]
+        assert any("cuts locked in review" in m for m in messages)
+        assert not any("paused" in m for m in messages)
+
+        # The buyer caps the arm with the biggest budget at Rp 1,000 an hour and leaves
+        # the campaign, beyond what the hour not yet reported may spend, half an hour of
+        # that arm's budget: the platform refuses the cut, and what it keeps in force
+        # would spend more than is left.
+        in_force = {arm: daily // 24 for arm, daily in platform.held.items()}
+        biggest = max(in_force, key=lambda a: in_force[a])
+        current = jk.budget.get_campaign(campaign.id)
+        arm = next(a for a in current.arms if a.id == biggest)
+        arm.max_micros_per_period = 1_000 * 1_000_000
+        spent = jk.metrics.summary(campaign.id, as_of=last_hours).spend_micros
+        current.total_budget_micros = spent + sum(in_force.values()) + in_force[biggest] // 2
+        jk.budget.update_campaign(current, ["total_budget_micros", "arms"])
+        (last,) = run_hours(rb, at, 1, start=last_hours)[0].campaigns
+        assert f"{arm.id}: cuts locked in review; paused instead" in last.message
+        run_hours(rb, at, 3, start=last_hours + HOUR)
+        rb.store.close()
+
+        left = {
+            from_timestamp(d.allocation.period.start): d.allocation.remaining_budget_micros
+            for d in jk.budget.list_decisions(campaign.id)
+        }
+        evaluation = sandbox_stub(cluster).Evaluate(
+            sandbox_pb2.EvaluateRequest(campaign_id=campaign.id)
+        )
+    # The budgets in force never add up to more than is left of the campaign's.
+    for hour in evaluation.hours:
+        moment = from_timestamp(hour.hour)
+        assert sum(hour.budget_micros) <= left[moment], moment
 
 
 def test_a_second_run_in_the_same_hour_applies_nothing(start_cluster):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -14,6 +14,11 @@ def daily_from_hourly(hourly_micros: int) -> int:
     Platforms pace a daily budget over the day, so this is the rate the decision
     wants for the coming hour."""
     return hourly_micros * HOURS_PER_DAY
+
+
+def hourly_from_daily(daily_micros: int) -> int:
+    """The hourly rate of a daily budget (the inverse of `daily_from_hourly`)."""
+    return daily_micros // HOURS_PER_DAY
 
 
 def edits_needed(
@@ -49,6 +54,32 @@ def edits_needed(
         edits[arm] = wanted_daily[arm]
         above -= left[arm] - wanted_daily[arm]
     return edits
+
+
+def pauses_for_refused_cuts(
+    wanted_daily: Mapping[str, int],
+    in_force_daily: Mapping[str, int],
+    refused: Iterable[str],
+    left_micros: int,
+) -> list[str]:
+    """Arms whose refused cut must become a pause. A refused edit leaves the platform's
+    budget as it was, so a refused cut keeps more in force than was allocated; later
+    hours make that up while the campaign has budget left. Once the budgets in force
+    this hour add up to more than is left of the campaign's (`left_micros`: its budget
+    minus its spend so far), it would overspend, so the refused cuts with the most to
+    cut are paused until they do not (the sandbox market never refuses a pause)."""
+    in_force = sum(hourly_from_daily(d) for d in in_force_daily.values())
+    cuts = sorted(
+        (arm for arm in refused if in_force_daily.get(arm, 0) > wanted_daily.get(arm, 0)),
+        key=lambda arm: wanted_daily.get(arm, 0) - in_force_daily[arm],
+    )
+    paused = []
+    for arm in cuts:
+        if in_force <= left_micros:
+            break
+        paused.append(arm)
+        in_force -= hourly_from_daily(in_force_daily[arm])
+    return paused
 
 
 class Outcome(StrEnum):

@@ -28,6 +28,7 @@ from jangkau.rebalancer.domain import (
     RunSummary,
     daily_from_hourly,
     edits_needed,
+    pauses_for_refused_cuts,
 )
 from jangkau.rebalancer.store import RebalancerStore
 from jangkau.runtime.ids import period_seed
@@ -213,6 +214,25 @@ class Rebalancer:
             total += len(reports)
         return total
 
+    def _push(
+        self, target: CampaignTarget, daily_budgets: dict[str, int]
+    ) -> tuple[dict[str, int], dict[str, str]]:
+        """Pushes daily budgets through each arm's adapter: the amounts accepted and
+        the platform's message for each edit refused, by arm."""
+        accepted: dict[str, int] = {}
+        refused: dict[str, str] = {}
+        for adapter in self.adapters:
+            arms = {t.arm_id for t in target.arms_on(adapter.platforms)}
+            budgets = [ArmBudget(a, micros) for a, micros in daily_budgets.items() if a in arms]
+            if not budgets:
+                continue
+            for result in adapter.apply_budgets(target, budgets):
+                if result.accepted:
+                    accepted[result.arm_id] = daily_budgets[result.arm_id]
+                else:
+                    refused[result.arm_id] = result.platform_message
+        return accepted, refused
+
     def _apply(
         self,
         campaign: budget_pb2.Campaign,
@@ -229,21 +249,20 @@ class Rebalancer:
             run.outcome = Outcome.REPLAYED
             return
         wanted = {a.arm_id: daily_from_hourly(a.budget_micros) for a in allocation.arms}
-        changes = edits_needed(
-            wanted, self.store.last_applied(options.tenant, campaign.id), options.min_edit_percent
+        last = self.store.last_applied(options.tenant, campaign.id)
+        changes = edits_needed(wanted, last, options.min_edit_percent)
+        accepted, refused = self._push(target, changes)
+        in_force = {arm: accepted.get(arm, last.get(arm, 0)) for arm in wanted}
+        pauses = pauses_for_refused_cuts(
+            wanted, in_force, refused, allocation.remaining_budget_micros
         )
-        accepted: dict[str, int] = {}
-        refused: list[str] = []
-        for adapter in self.adapters:
-            arms = {t.arm_id for t in target.arms_on(adapter.platforms)}
-            budgets = [ArmBudget(arm, micros) for arm, micros in changes.items() if arm in arms]
-            if not budgets:
-                continue
-            for result in adapter.apply_budgets(target, budgets):
-                if result.accepted:
-                    accepted[result.arm_id] = wanted[result.arm_id]
-                else:
-                    refused.append(f"{result.arm_id}: {result.platform_message}")
+        if pauses:
+            paused, still_refused = self._push(target, dict.fromkeys(pauses, 0))
+            accepted.update(paused)
+            for arm in paused:
+                refused[arm] += "; paused instead, or the campaign would overspend"
+            for arm, message in still_refused.items():
+                refused[arm] += f"; pausing it was refused too: {message}"
         self.store.record_applied(
             options.tenant,
             campaign.id,
@@ -256,4 +275,6 @@ class Rebalancer:
         run.edits = len(accepted)
         run.refused = len(refused)
         if refused:
-            run.message = "refused: " + "; ".join(refused[:5])
+            run.message = "refused: " + "; ".join(
+                f"{arm}: {message}" for arm, message in list(refused.items())[:5]
+            )
