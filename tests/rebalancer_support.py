@@ -3,6 +3,9 @@ period on the real services and the sandbox market."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from jangkau.client import Jangkau
@@ -86,3 +89,27 @@ def run_hours(
         at[0] = start + h * HOUR + timedelta(minutes=5)
         summaries.append(rb.run(RebalanceOptions(at=at[0], tenant="alpha", **opts)))
     return summaries
+
+
+@dataclass
+class Loop:
+    """One campaign under an in-process rebalancer whose clock reads `at[0]`."""
+
+    jk: Jangkau
+    campaign: budget_pb2.Campaign
+    rb: Rebalancer
+    at: list[datetime]
+
+
+@contextmanager
+def campaign_loop(cluster: Cluster, **rates: float) -> Iterator[Loop]:
+    """A client, a new campaign and a rebalancer (sandbox `rates` as for `build`),
+    the clock at the flight's start; the rebalancer's store is closed on the way out."""
+    at = [FLIGHT_START]
+    with client(cluster) as jk:
+        campaign = create_campaign(jk)
+        rb = rebalancer(cluster, jk, at, **rates)
+        try:
+            yield Loop(jk, campaign, rb, at)
+        finally:
+            rb.store.close()

@@ -24,6 +24,7 @@ from tests.rebalancer_support import (
     FLIGHT_END,
     FLIGHT_START,
     QUIET_START,
+    campaign_loop,
     client,
     create_campaign,
     rebalancer,
@@ -59,13 +60,10 @@ def test_days_of_hourly_rebalancing_keep_every_rule_and_metrics_hold_what_was_re
     start_cluster,
 ):
     cluster = start_cluster(*SERVICES)
-    at = [FLIGHT_START]
-    with client(cluster) as jk:
-        campaign = create_campaign(jk)
-        rb = rebalancer(cluster, jk, at, rejection_rate=0.05)
+    with campaign_loop(cluster, rejection_rate=0.05) as loop:
+        jk, campaign = loop.jk, loop.campaign
         hours = int((FLIGHT_END - FLIGHT_START) / HOUR)
-        summaries = run_hours(rb, at, hours + 1)
-        rb.store.close()
+        summaries = run_hours(loop.rb, loop.at, hours + 1)
         assert all(not s.failed for s in summaries)
 
         evaluation = sandbox_stub(cluster).Evaluate(
@@ -138,10 +136,8 @@ class CutsRefused:
 @pytest.mark.slow
 def test_cuts_a_platform_refuses_are_paused_rather_than_overspent(start_cluster):
     cluster = start_cluster(*SERVICES)
-    at = [FLIGHT_START]
-    with client(cluster) as jk:
-        campaign = create_campaign(jk)
-        rb = rebalancer(cluster, jk, at)
+    with campaign_loop(cluster) as loop:
+        jk, campaign, rb, at = loop.jk, loop.campaign, loop.rb, loop.at
         (sandbox,) = rb.adapters
         platform = CutsRefused(sandbox)
         rb.adapters = [platform]
@@ -167,7 +163,6 @@ def test_cuts_a_platform_refuses_are_paused_rather_than_overspent(start_cluster)
         (last,) = run_hours(rb, at, 1, start=last_hours)[0].campaigns
         assert f"{arm.id}: cuts locked in review; paused instead" in last.message
         run_hours(rb, at, 3, start=last_hours + HOUR)
-        rb.store.close()
 
         left = {
             from_timestamp(d.allocation.period.start): d.allocation.remaining_budget_micros
@@ -184,19 +179,15 @@ def test_cuts_a_platform_refuses_are_paused_rather_than_overspent(start_cluster)
 
 def test_a_second_run_in_the_same_hour_applies_nothing(start_cluster):
     cluster = start_cluster(*SERVICES)
-    at = [FLIGHT_START]
-    with client(cluster) as jk:
-        campaign = create_campaign(jk)
-        rb = rebalancer(cluster, jk, at)
+    with campaign_loop(cluster) as loop:
         # The first hour sets every arm (none was set before).
-        first = run_hours(rb, at, 1)[-1].campaigns[0]
-        at[0] = at[0] + timedelta(minutes=20)
-        again = rb.run(RebalanceOptions(at=at[0], tenant="alpha"))
-        rb.store.close()
+        first = run_hours(loop.rb, loop.at, 1)[-1].campaigns[0]
+        loop.at[0] = loop.at[0] + timedelta(minutes=20)
+        again = loop.rb.run(RebalanceOptions(at=loop.at[0], tenant="alpha"))
     assert first.outcome.value == "applied" and first.edits > 0
     assert again.campaigns[0].outcome.value == "replayed"
     assert again.campaigns[0].edits == 0
-    assert again.campaigns[0].campaign_id == campaign.id
+    assert again.campaigns[0].campaign_id == loop.campaign.id
 
 
 def decisions_of(jk, campaign):
