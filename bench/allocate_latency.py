@@ -31,7 +31,7 @@ import numpy as np
 from jangkau.budget import policy
 from jangkau.runtime.auth import DEV_TOKEN
 from jangkau.runtime.launcher import Cluster, free_port, wait_serving
-from jangkau.runtime.times import to_timestamp
+from jangkau.runtime.times import HOUR, to_timestamp
 from jangkau.v1 import (
     audience_pb2,
     audience_pb2_grpc,
@@ -210,6 +210,13 @@ def ingest_history(ch: grpc.Channel, campaign: budget_pb2.Campaign, seed: int) -
 
 def time_allocate(ch: grpc.Channel, campaign_id: str, calls: int) -> tuple[list[float], bytes]:
     stub = budget_pb2_grpc.BudgetServiceStub(ch)
+    # The hour before is decided first, as hourly rebalancing has: a campaign's first
+    # split is solved on the expected curves, every later one on a Thompson sample.
+    stub.Rebalance(
+        budget_pb2.RebalanceRequest(campaign_id=campaign_id, as_of=to_timestamp(AS_OF - HOUR)),
+        metadata=METADATA,
+        timeout=60,
+    )
     request = budget_pb2.AllocateRequest(campaign_id=campaign_id, as_of=to_timestamp(AS_OF))
     last = None
     for _ in range(10):
