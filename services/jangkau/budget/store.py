@@ -99,10 +99,9 @@ class _Index:
         # (tenant, campaign) -> period starts, sorted, and the decision id of each.
         self.periods: dict[tuple[str, str], list[datetime]] = {}
         self.ids: dict[tuple[str, str], list[str]] = {}
-        # (tenant, campaign) -> the number of the latest refresh of its audience facts
-        # (none yet: absent); `refreshes` numbers them across campaigns.
+        # (tenant, campaign) -> the store's write generation of the latest refresh of
+        # its audience facts (none yet: absent).
         self.facts_refreshes: dict[tuple[str, str], int] = {}
-        self.refreshes = 0
 
 
 class BudgetStore:
@@ -314,10 +313,12 @@ class BudgetStore:
         self, tenant: str, campaign_id: str, revision: int, facts: Iterable[AudienceFacts]
     ) -> bool:
         """Replaces the audience facts of the campaign at `revision` with `facts` (the
-        audiences as they are now) unless they are the same, or an update came first
-        (it wrote the facts of its own audiences); True when they changed. The campaign
-        itself and its revision stay as they are."""
+        audiences as they are now) unless they are the same (a read, no write), or an
+        update came first (it wrote the facts of its own audiences); True when they
+        changed. The campaign itself and its revision stay as they are."""
         fresh = _comparable(facts)
+        if _comparable(self.audience_facts(tenant, campaign_id).values()) == fresh:
+            return False
         with self.db.transaction() as cur:
             row = cur.execute(
                 "SELECT revision FROM campaigns WHERE tenant = ? AND id = ?",
@@ -325,30 +326,23 @@ class BudgetStore:
             ).fetchone()
             if row is None or int(row[0]) != revision:
                 return False
-            if _comparable(self._facts(cur, tenant, campaign_id).values()) == fresh:
-                return False
             cur.execute(
                 "DELETE FROM campaign_audiences WHERE tenant = ? AND campaign_id = ?",
                 [tenant, campaign_id],
             )
             self._write_facts(cur, tenant, campaign_id, fresh.values())
         with self._index.lock:
-            self._index.refreshes += 1
-            self._index.facts_refreshes[(tenant, campaign_id)] = self._index.refreshes
+            self._index.facts_refreshes[(tenant, campaign_id)] = self.db.generation
         return True
 
     def audience_facts(self, tenant: str, campaign_id: str) -> dict[str, AudienceFacts]:
         with self.db.read() as cur:
-            return self._facts(cur, tenant, campaign_id)
-
-    @staticmethod
-    def _facts(cur, tenant: str, campaign_id: str) -> dict[str, AudienceFacts]:  # type: ignore[no-untyped-def]
-        rows = cur.execute(
-            "SELECT audience_id, platform, uses_contact_lists, demographic_only, voters, "
-            "reachable, targetable, allowed, reason FROM campaign_audiences "
-            "WHERE tenant = ? AND campaign_id = ? ORDER BY audience_id, platform",
-            [tenant, campaign_id],
-        ).fetchall()
+            rows = cur.execute(
+                "SELECT audience_id, platform, uses_contact_lists, demographic_only, voters, "
+                "reachable, targetable, allowed, reason FROM campaign_audiences "
+                "WHERE tenant = ? AND campaign_id = ? ORDER BY audience_id, platform",
+                [tenant, campaign_id],
+            ).fetchall()
         reach: dict[str, list[PlatformReach]] = {}
         first: dict[str, tuple] = {}
         for audience_id, platform, contact, demographic, voters, *rest in rows:
