@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -48,12 +48,34 @@ def edits_needed(
         elif current != daily:
             left[arm] = current
     above = sum(current - wanted_daily[arm] for arm, current in left.items())
-    for arm in sorted(left, key=lambda a: wanted_daily[a] - left[a]):
-        if above <= 0 or left[arm] <= wanted_daily[arm]:
-            break
+    for arm in _largest_cuts_until(
+        wanted_daily, left, left, above, lambda a: left[a] - wanted_daily[a]
+    ):
         edits[arm] = wanted_daily[arm]
-        above -= left[arm] - wanted_daily[arm]
     return edits
+
+
+def _largest_cuts_until(
+    wanted_daily: Mapping[str, int],
+    in_force_daily: Mapping[str, int],
+    arms: Iterable[str],
+    excess: int,
+    relief: Callable[[str], int],
+) -> list[str]:
+    """Of `arms`, those whose amount in force is above the one wanted, the ones with the
+    most to cut first, taken until `excess` (what the amounts in force come to beyond
+    what they may) is gone; taking an arm takes `relief(arm)` off the excess."""
+    cuts = sorted(
+        (arm for arm in arms if in_force_daily.get(arm, 0) > wanted_daily.get(arm, 0)),
+        key=lambda arm: wanted_daily.get(arm, 0) - in_force_daily[arm],
+    )
+    taken = []
+    for arm in cuts:
+        if excess <= 0:
+            break
+        taken.append(arm)
+        excess -= relief(arm)
+    return taken
 
 
 def pauses_for_refused_cuts(
@@ -69,17 +91,13 @@ def pauses_for_refused_cuts(
     minus its spend so far), it would overspend, so the refused cuts with the most to
     cut are paused until they do not (the sandbox market never refuses a pause)."""
     in_force = sum(hourly_from_daily(d) for d in in_force_daily.values())
-    cuts = sorted(
-        (arm for arm in refused if in_force_daily.get(arm, 0) > wanted_daily.get(arm, 0)),
-        key=lambda arm: wanted_daily.get(arm, 0) - in_force_daily[arm],
+    return _largest_cuts_until(
+        wanted_daily,
+        in_force_daily,
+        refused,
+        in_force - left_micros,
+        lambda arm: hourly_from_daily(in_force_daily[arm]),
     )
-    paused = []
-    for arm in cuts:
-        if in_force <= left_micros:
-            break
-        paused.append(arm)
-        in_force -= hourly_from_daily(in_force_daily[arm])
-    return paused
 
 
 class Outcome(StrEnum):
