@@ -28,13 +28,18 @@ SIMULATED_PLATFORMS = frozenset(
 )
 
 
+def _prefix(code: grpc.StatusCode) -> str:
+    """How the message of a failed call to the market begins."""
+    return f"sandbox: {code.name}:"
+
+
 # How the message of a call the market did not answer begins.
-UNREACHABLE = f"sandbox: {grpc.StatusCode.UNAVAILABLE.name}:"
+UNREACHABLE = _prefix(grpc.StatusCode.UNAVAILABLE)
 
 
 def _platform_error(exc: grpc.RpcError) -> Exception:
     code = exc.code()
-    message = f"sandbox: {code.name}: {exc.details()}"
+    message = f"{_prefix(code)} {exc.details()}"
     if code in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
         return TransientPlatformError(common_pb2.PLATFORM_UNSPECIFIED, message)
     return PermanentPlatformError(common_pb2.PLATFORM_UNSPECIFIED, message)
