@@ -448,6 +448,15 @@ def _audience_list(args: argparse.Namespace, jk: Jangkau) -> int:
 REGION_ALIASES = {"dki jakarta": "31", "di yogyakarta": "34", "diy": "34"}
 
 
+@functools.cache
+def _places() -> tuple[tuple[str, str], ...]:
+    """(code, name) of every province, then every kabupaten/kota (read once)."""
+    from jangkau.audience.population import load_provinces, regency_names
+
+    provinces = [(str(p.code), p.name) for p in load_provinces()]
+    return (*provinces, *((str(code), name) for code, name in regency_names().items()))
+
+
 def region_code(value: str) -> str:
     """A --region value: a code as given (the service checks it), or the code of the
     province or kabupaten/kota of that name, or of the one place whose name holds it."""
@@ -456,10 +465,7 @@ def region_code(value: str) -> str:
     wanted = " ".join(value.lower().split())
     if wanted in REGION_ALIASES:
         return REGION_ALIASES[wanted]
-    from jangkau.audience.population import load_provinces, load_regencies
-
-    places = [(str(p.code), p.name) for p in load_provinces()]
-    places += [(str(r.code), r.name) for r in load_regencies()]
+    places = _places()
     found = [c for c, n in places if n.lower() == wanted]
     found = found or [c for c, n in places if wanted in n.lower()]
     if len(found) == 1:
