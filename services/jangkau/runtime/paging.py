@@ -9,6 +9,9 @@ from jangkau.runtime.errors import InvalidArgument
 
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
+# No listing here reaches this many rows; a larger offset is a forged token, and
+# DuckDB's OFFSET takes a signed 64-bit value.
+MAX_OFFSET = 2**53
 
 
 def page_bounds(page_size: int, page_token: str, field: str = "page") -> tuple[int, int]:
@@ -20,7 +23,7 @@ def page_bounds(page_size: int, page_token: str, field: str = "page") -> tuple[i
         return 0, size
     try:
         offset = json.loads(base64.urlsafe_b64decode(page_token.encode()))["o"]
-        if not isinstance(offset, int) or offset < 0:
+        if not isinstance(offset, int) or isinstance(offset, bool) or not 0 <= offset <= MAX_OFFSET:
             raise ValueError
     except (ValueError, KeyError, TypeError):
         raise InvalidArgument(f"{field}.page_token", "not a token this service issued") from None
