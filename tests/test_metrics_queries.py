@@ -4,6 +4,7 @@ with ratios from sums, and the campaign summary with pacing."""
 from __future__ import annotations
 
 import math
+import threading
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -347,4 +348,43 @@ def test_cached_days_give_exact_statistics_as_the_window_end_moves(tmp_path) -> 
             for name in ("discounted_spend_micros", "discounted_hours", "exposure", "log_shape"):
                 np.testing.assert_allclose(getattr(cached, name), getattr(direct, name), rtol=1e-9)
     finally:
+        service.store.close()
+
+
+def test_arm_stats_see_an_arms_first_report_after_a_read_that_resolved_the_arm_before_it(
+    tmp_path, monkeypatch
+) -> None:
+    """A read that took the campaign before an arm's first report committed (so before
+    the arm had a default attribution window) and computed after it must not leave
+    the day cached without the report: every read after the acknowledgement sees it."""
+    service = MetricsService(store_module.DuckDBMetricsStore(tmp_path / "m.duckdb"))
+    c = synthetic.campaign("cmp_first", arms=3, hours=24 * 30, start=H0 - timedelta(days=5))
+    service.register("alpha", c)
+    start, end = H0 - timedelta(days=2), H0 + timedelta(days=2)  # H0's day is whole inside
+    resolved, release = threading.Event(), threading.Event()
+    original = MetricsService.campaign
+
+    def paused_campaign(self, tenant, campaign_id):  # type: ignore[no-untyped-def]
+        found = original(self, tenant, campaign_id)
+        if threading.current_thread().name == "reader":
+            resolved.set()
+            release.wait(10)
+        return found
+
+    try:
+        assert service.arm_stats("alpha", c.campaign_id, start, end).stats.spend_micros[0] == 0
+        monkeypatch.setattr(MetricsService, "campaign", paused_campaign)
+        reader = threading.Thread(
+            target=lambda: service.arm_stats("alpha", c.campaign_id, start, end), name="reader"
+        )
+        reader.start()
+        assert resolved.wait(10)
+        first = synthetic.hourly_reports(c, 5 * 24, 1, seed=1).slice(0, 1)  # arm 0, at H0
+        assert service.ingest_reports("alpha", first).inserted == 1
+        release.set()
+        reader.join(10)
+        spend = first.column("spend_micros")[0].as_py()
+        assert service.arm_stats("alpha", c.campaign_id, start, end).stats.spend_micros[0] == spend
+    finally:
+        release.set()
         service.store.close()

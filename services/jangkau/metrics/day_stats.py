@@ -8,7 +8,9 @@ its whole days' partial sums, each scaled once, plus its partial first and last
 days computed from their rows. Whole days are cached per request shape
 (campaign, attribution window, discount, κ values, count metric) and dropped
 when the store's change log says a report of that day was written; a call then
-reads and computes only the changed days and the two partial ones.
+reads and computes only the changed days and the two partial ones. A campaign
+whose arms or their default windows changed (an arm's first report sets its
+window) starts afresh: its days were read under the windows it had before.
 
 The change log lives in the store process (the only writer of its file): a
 backend with several writers would give the same log from its own snapshots.
@@ -48,6 +50,9 @@ class _Days:
     """One request shape's cached whole days: epoch day → sums of every arm."""
 
     arm_refs: np.ndarray
+    # The arms' default windows: an arm's first report gives it one, and the days
+    # read before that hold none of its reports.
+    window_refs: np.ndarray
     sequence: int
     # None: a day without reports.
     days: dict[int, PartialSums | None] = field(default_factory=dict)
@@ -162,9 +167,13 @@ class DayStatsCache:
     def _entry(self, shape: tuple, registered: RegisteredCampaign) -> _Days:  # type: ignore[type-arg]
         with self._lock:
             entry = self._entries.get(shape)
-            if entry is None or not np.array_equal(entry.arm_refs, registered.arm_refs):
-                # New, or the campaign's arms changed: start afresh.
-                entry = _Days(registered.arm_refs.copy(), self.store.change_sequence())
+            if entry is None or not registered.reads_as(entry.arm_refs, entry.window_refs):
+                # New, or the campaign's arms or their default windows changed.
+                entry = _Days(
+                    registered.arm_refs.copy(),
+                    registered.window_refs.copy(),
+                    self.store.change_sequence(),
+                )
                 self._entries[shape] = entry
             self._entries.move_to_end(shape)
             return entry

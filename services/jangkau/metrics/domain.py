@@ -249,6 +249,13 @@ class RegisteredCampaign:
     def campaign_id(self) -> str:
         return self.campaign.campaign_id
 
+    def reads_as(self, arm_refs: np.ndarray, window_refs: np.ndarray) -> bool:
+        """Whether its arms and their default windows are these: reads cached under
+        others (before an arm's first report gave it a window) are not its own."""
+        return np.array_equal(self.arm_refs, arm_refs) and np.array_equal(
+            self.window_refs, window_refs
+        )
+
     @property
     def arms(self) -> tuple[Arm, ...]:
         return self.campaign.arms

@@ -63,11 +63,7 @@ class HourlyDeliveryCache:
     def _entry(self, key: tuple[str, str, str], registered: RegisteredCampaign) -> _Hours:
         with self._lock:
             entry = self._entries.get(key)
-            if (
-                entry is None
-                or not np.array_equal(entry.arm_refs, registered.arm_refs)
-                or not np.array_equal(entry.window_refs, registered.window_refs)
-            ):
+            if entry is None or not registered.reads_as(entry.arm_refs, entry.window_refs):
                 # New, or the campaign's arms or their default windows changed.
                 entry = _Hours(
                     registered.arm_refs.copy(),

@@ -609,14 +609,16 @@ class DuckDBMetricsStore:
             with self._cache_lock:
                 self._windows.update(new_windows)
                 self._windowless.difference_update(defaults)
+                # Before the change sequence moves: a reader that sees the write in
+                # the log finds the campaign with its arms' new default windows.
+                if defaults:
+                    self._forget_arms(defaults)
                 self._log_changes(
                     arm_ref[written],
                     window_ref[written],
                     hour_us[written],
                     _delivery({name: stored.column(name).to_numpy() for name in _SUMMED}),
                 )
-        if defaults:
-            self._forget_arms(defaults)
         return _per_batch(batches, plan)
 
     def _look_up(
@@ -695,16 +697,16 @@ class DuckDBMetricsStore:
         return arms[needed].tolist()
 
     def _forget_arms(self, arm_refs: list[int]) -> None:
+        """Drops the cached campaigns of these arms (call with the cache lock held)."""
         wanted = set(arm_refs)
-        with self._cache_lock:
-            stale = [
-                key
-                for key, registered in self._cache.items()
-                if wanted.intersection(registered.arm_refs.tolist())
-            ]
-            for key in stale:
-                del self._cache[key]
-            self._cache_generation += 1
+        stale = [
+            key
+            for key, registered in self._cache.items()
+            if wanted.intersection(registered.arm_refs.tolist())
+        ]
+        for key in stale:
+            del self._cache[key]
+        self._cache_generation += 1
 
     # --------------------------------------------------------------- events
 
