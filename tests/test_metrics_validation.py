@@ -5,6 +5,8 @@ nothing: a refused batch leaves only the batches acknowledged before it."""
 from __future__ import annotations
 
 import math
+import struct
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import grpc
@@ -63,11 +65,13 @@ def assert_refused(
     field: str,
     code: grpc.StatusCode = grpc.StatusCode.INVALID_ARGUMENT,
 ) -> str:
-    acks, error = ingest(stub, good(campaign), bad)
+    after = batch(report(campaign, hour=to_timestamp(H0 - timedelta(hours=1))), batch_id="after")
+    acks, error = ingest(stub, good(campaign), bad, after)
     assert [a.batch_id for a in acks] == ["good"]
     assert error is not None and error.code() == code, error
     assert error.details().startswith(field), error.details()
-    assert hours_stored(stub, campaign) == 1  # the good batch, nothing of the bad one
+    # The good batch, nothing of the bad one nor of the batch sent after it.
+    assert hours_stored(stub, campaign) == 1
     return error.details()
 
 
@@ -180,6 +184,57 @@ def arrow_rows(campaign: Campaign) -> pa.Table:
 def test_an_arrow_batch_without_a_column_is_refused(stub, campaign) -> None:
     table = arrow_rows(campaign).drop_columns(["spend_micros"])
     assert_refused(stub, campaign, arrow_batch(table), "arrow_ipc")
+
+
+def test_an_arrow_batch_repeating_a_column_is_refused_naming_the_batch(stub, campaign) -> None:
+    table = arrow_rows(campaign)
+    table = table.append_column("campaign_id", table.column("campaign_id"))
+    details = assert_refused(stub, campaign, arrow_batch(table), "arrow_ipc")
+    assert details == "arrow_ipc: columns campaign_id appear more than once (batch 1)"
+
+
+def _arrow_bytes_replaced(old: bytes, new: bytes) -> Callable[[Campaign], bytes]:
+    """A valid payload of one arm's reports with some bytes of it replaced."""
+
+    def damaged(campaign: Campaign) -> bytes:
+        payload = arrow_batch(arrow_rows(campaign)).arrow_ipc
+        assert payload.count(old) == 1
+        return payload.replace(old, new)
+
+    return damaged
+
+
+# Payloads whose framing reads but whose contents are damaged; the reader alone
+# does not check buffers, so each would reach the rules and the store unchecked.
+ARROW_DAMAGE = {
+    "cut short": lambda c: arrow_batch(arrow_rows(c)).arrow_ipc[:-100],
+    # arm_id: three times "arm_00000".
+    "string offsets past the data": _arrow_bytes_replaced(
+        struct.pack("<4i", 0, 9, 18, 27), struct.pack("<4i", 0, 9, 18, 1 << 30)
+    ),
+    "a string that is not UTF-8": _arrow_bytes_replaced(
+        b"arm_00000" * 3, b"arm_00000arm_0000\xffarm_00000"
+    ),
+}
+
+
+@pytest.mark.parametrize("damage", ARROW_DAMAGE)
+def test_a_damaged_arrow_payload_is_refused_naming_the_batch(stub, campaign, damage) -> None:
+    payload = ARROW_DAMAGE[damage](campaign)
+    bad = metrics_pb2.ReportBatch(batch_id="bad", arrow_ipc=payload)
+    details = assert_refused(stub, campaign, bad, "arrow_ipc: not a valid Arrow IPC stream")
+    assert details.endswith("(batch 1)")
+
+
+def test_a_batch_the_server_fails_to_read_ends_the_call_with_an_error(
+    stub, campaign, monkeypatch
+) -> None:
+    def failing(payload: bytes, schema: pa.Schema, field: str) -> pa.Table:
+        raise RuntimeError("reading failed")
+
+    monkeypatch.setattr(codec, "table_from_arrow", failing)
+    bad = arrow_batch(arrow_rows(campaign))
+    assert_refused(stub, campaign, bad, "internal error", grpc.StatusCode.INTERNAL)
 
 
 def test_an_arrow_batch_with_an_unknown_column_is_refused(stub, campaign) -> None:

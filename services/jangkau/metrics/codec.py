@@ -5,6 +5,7 @@ results to response messages without a Python loop per curve statistic."""
 from __future__ import annotations
 
 import math
+from collections import Counter
 from collections.abc import Sequence
 
 import numpy as np
@@ -72,17 +73,25 @@ def reports_from_rows(rows: Sequence[metrics_pb2.HourlyReport]) -> pa.Table:
 
 
 def table_from_arrow(payload: bytes, schema: pa.Schema, field: str) -> pa.Table:
-    """An Arrow IPC stream as `schema`: every column present, types cast safely
-    (narrower integers, large or dictionary strings, other timestamp units; a
-    timestamp without a zone is read as UTC)."""
+    """An Arrow IPC stream as `schema`: every column present once, types cast
+    safely (narrower integers, large or dictionary strings, other timestamp units;
+    a timestamp without a zone is read as UTC). Whatever the bytes, a payload that
+    is not such a stream is InvalidArgument naming `field`."""
     try:
         table = pa.ipc.open_stream(payload).read_all()
-    except (pa.ArrowInvalid, OSError) as exc:
-        raise InvalidArgument(field, f"not an Arrow IPC stream: {exc}") from None
-    unknown = [name for name in table.column_names if name not in schema.names]
+        # The reader checks the stream's framing, not its buffers: offsets out of
+        # bounds or invalid UTF-8 would otherwise reach the checks and the store.
+        table.validate(full=True)
+        names = table.column_names
+    except _UNREADABLE as exc:
+        raise InvalidArgument(field, f"not a valid Arrow IPC stream: {exc}") from None
+    repeated = sorted(name for name, times in Counter(names).items() if times > 1)
+    if repeated:
+        raise InvalidArgument(field, f"columns {', '.join(repeated)} appear more than once")
+    unknown = [name for name in names if name not in schema.names]
     if unknown:
         raise InvalidArgument(field, f"unknown columns {', '.join(unknown)}")
-    missing = [name for name in schema.names if name not in table.column_names]
+    missing = [name for name in schema.names if name not in names]
     if missing:
         raise InvalidArgument(field, f"missing columns {', '.join(missing)}")
     columns = []
@@ -90,18 +99,23 @@ def table_from_arrow(payload: bytes, schema: pa.Schema, field: str) -> pa.Table:
         column = table.column(target.name)
         if column.type != target.type:
             source = column.type
-            if pa.types.is_dictionary(source):
-                column = column.cast(source.value_type)
-            if pa.types.is_timestamp(column.type) and column.type.tz is None:
-                column = pc.assume_timezone(column, "UTC")
             try:
+                if pa.types.is_dictionary(source):
+                    column = column.cast(source.value_type)
+                if pa.types.is_timestamp(column.type) and column.type.tz is None:
+                    column = pc.assume_timezone(column, "UTC")
                 column = column.cast(target.type)
-            except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+            except _UNREADABLE as exc:
                 raise InvalidArgument(
                     f"{field}.{target.name}", f"type {source} is not {target.type}: {exc}"
                 ) from None
         columns.append(column)
     return pa.table(columns, schema=schema)
+
+
+# What Arrow raises on bytes or types it cannot read (a name that is not UTF-8 is a
+# UnicodeDecodeError, a ValueError).
+_UNREADABLE = (pa.ArrowException, OSError, ValueError, TypeError)
 
 
 def reports_to_arrow(table: pa.Table) -> bytes:

@@ -4,7 +4,6 @@ are raised, never aborted here; the runtime's interceptor maps them."""
 
 from __future__ import annotations
 
-import logging
 import math
 import queue
 import threading
@@ -35,14 +34,12 @@ from jangkau.metrics.watch import LEASE_SECONDS, MAX_WATCHES
 from jangkau.runtime.auth import current_caller
 from jangkau.runtime.cache import MIB, ReadCache
 from jangkau.runtime.config import Settings, env
-from jangkau.runtime.errors import DomainError, InvalidArgument, Violations
+from jangkau.runtime.errors import FieldViolation, InvalidArgument, Violations
 from jangkau.runtime.server import OpenService, ServiceDefinition
 from jangkau.runtime.telemetry import instruments
 from jangkau.runtime.times import from_timestamp
 from jangkau.runtime.versions import changed_from_wire
 from jangkau.v1 import common_pb2, metrics_pb2, metrics_pb2_grpc
-
-log = logging.getLogger("jangkau.metrics")
 
 # Read here until jangkau.runtime.config lists them: hours after which a
 # conversion event is refused as late (default 168, one week), and the store
@@ -108,8 +105,18 @@ def _attribution_window(value: str, problems: Violations) -> None:
     )
 
 
-def _decode_batch(batch: metrics_pb2.ReportBatch) -> tuple[str, pa.Table]:
-    """A batch's id and rows (REPORT_SCHEMA), or InvalidArgument."""
+def _decode_batch(batch: metrics_pb2.ReportBatch, index: int) -> tuple[str, pa.Table]:
+    """The id and rows (REPORT_SCHEMA) of the stream's batch number `index`, or
+    InvalidArgument naming the field and the batch."""
+    try:
+        return batch.batch_id, _batch_rows(batch)
+    except InvalidArgument as exc:
+        raise InvalidArgument.of(
+            [FieldViolation(v.field, f"{v.reason} (batch {index})") for v in exc.violations]
+        ) from None
+
+
+def _batch_rows(batch: metrics_pb2.ReportBatch) -> pa.Table:
     if len(batch.batch_id) > MAX_BATCH_ID_CHARS:
         raise InvalidArgument("batch_id", f"at most {MAX_BATCH_ID_CHARS} characters")
     payload = batch.WhichOneof("payload")
@@ -121,23 +128,25 @@ def _decode_batch(batch: metrics_pb2.ReportBatch) -> tuple[str, pa.Table]:
         raise InvalidArgument("payload", "required: rows or arrow_ipc")
     if not 1 <= table.num_rows <= MAX_BATCH_ROWS:
         raise InvalidArgument(payload, f"{table.num_rows} rows; a batch holds 1..{MAX_BATCH_ROWS}")
-    return batch.batch_id, table
+    return table
 
 
 class ReadAhead:
     """Reads and decodes a request stream on a thread of its own, a few batches
     ahead, so that the next batches arrive while one commits; `take` hands over
-    every batch already waiting (up to a row budget) to share one commit."""
+    every batch already waiting (up to a row budget) to share one commit. A batch
+    that cannot be decoded, or a failure of the reading itself, ends the stream
+    with that error: never with a silent end that would drop the batches after it."""
 
     def __init__(
         self,
         requests: Iterator[metrics_pb2.ReportBatch],
-        decode: Callable[[metrics_pb2.ReportBatch], tuple[str, pa.Table]],
+        decode: Callable[[metrics_pb2.ReportBatch, int], tuple[str, pa.Table]],
         depth: int = READ_AHEAD_BATCHES,
     ) -> None:
         self._requests = requests
         self._decode = decode
-        self._queue: queue.Queue[tuple[str, pa.Table] | DomainError | None] = queue.Queue(depth)
+        self._queue: queue.Queue[tuple[str, pa.Table] | Exception | None] = queue.Queue(depth)
         self._closed = threading.Event()
         self.ended = False
         self._thread = threading.Thread(target=self._read, name="ingest-read-ahead", daemon=True)
@@ -149,7 +158,7 @@ class ReadAhead:
     def __exit__(self, *exc: object) -> None:
         self._closed.set()
 
-    def _put(self, item: tuple[str, pa.Table] | DomainError | None) -> bool:
+    def _put(self, item: tuple[str, pa.Table] | Exception | None) -> bool:
         while not self._closed.is_set():
             try:
                 self._queue.put(item, timeout=0.1)
@@ -160,22 +169,19 @@ class ReadAhead:
 
     def _read(self) -> None:
         try:
-            for request in self._requests:
-                try:
-                    item: tuple[str, pa.Table] | DomainError = self._decode(request)
-                except DomainError as exc:
-                    item = exc
-                if not self._put(item) or isinstance(item, DomainError):
+            for index, request in enumerate(self._requests):
+                if not self._put(self._decode(request, index)):
                     return
         except grpc.RpcError:
             pass  # the client went away: nothing more to read
-        except Exception:  # noqa: BLE001 (a reader thread must not die silently)
-            log.exception("reading the report stream failed")
+        except Exception as exc:  # noqa: BLE001 (raised where the call is answered)
+            self._put(exc)
+            return
         self._put(None)
 
-    def take(self, max_rows: int) -> tuple[list[tuple[str, pa.Table]], DomainError | None]:
+    def take(self, max_rows: int) -> tuple[list[tuple[str, pa.Table]], Exception | None]:
         """The next batch (waiting for it) and those queued behind it, up to
-        `max_rows` rows in all; and the refusal that stopped the stream, if any.
+        `max_rows` rows in all; and the error that ended the stream, if any.
         Sets `ended` once the stream is over."""
         group: list[tuple[str, pa.Table]] = []
         rows = 0
@@ -184,7 +190,7 @@ class ReadAhead:
             if item is None:
                 self.ended = True
                 return group, None
-            if isinstance(item, DomainError):
+            if isinstance(item, Exception):
                 self.ended = True
                 return group, item
             group.append(item)

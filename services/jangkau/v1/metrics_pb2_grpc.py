@@ -96,8 +96,11 @@ class MetricsServiceServicer:
         batch with INVALID_ARGUMENT (listing the first bad rows, as
         `rows[17].clicks: clicks 12 > impressions 10`) and writes nothing; the call
         ends there, and the batches acknowledged before it stay committed. A row
-        naming a campaign the caller does not have ends the call with NOT_FOUND.
-        Replaying a batch changes nothing (its rows count as `unchanged`).
+        naming a campaign the caller does not have ends the call with NOT_FOUND. A
+        payload that cannot be decoded (not an Arrow IPC stream, a column missing,
+        repeated or of another type) ends it with INVALID_ARGUMENT naming the field
+        and the batch's place in the stream, counted from 0 (`arrow_ipc: ...
+        (batch 3)`). Replaying a batch changes nothing (its rows count as `unchanged`).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -51,8 +51,11 @@ class MetricsServiceStub:
     batch with INVALID_ARGUMENT (listing the first bad rows, as
     `rows[17].clicks: clicks 12 > impressions 10`) and writes nothing; the call
     ends there, and the batches acknowledged before it stay committed. A row
-    naming a campaign the caller does not have ends the call with NOT_FOUND.
-    Replaying a batch changes nothing (its rows count as `unchanged`).
+    naming a campaign the caller does not have ends the call with NOT_FOUND. A
+    payload that cannot be decoded (not an Arrow IPC stream, a column missing,
+    repeated or of another type) ends it with INVALID_ARGUMENT naming the field
+    and the batch's place in the stream, counted from 0 (`arrow_ipc: ...
+    (batch 3)`). Replaying a batch changes nothing (its rows count as `unchanged`).
     """
     IngestEvents: _grpc.UnaryUnaryMultiCallable[_metrics_pb2.IngestEventsRequest, _metrics_pb2.IngestEventsResponse]
     """Conversion events, deduplicated by `event_id` per tenant, across restarts.
@@ -98,8 +101,11 @@ class MetricsServiceAsyncStub(MetricsServiceStub):
     batch with INVALID_ARGUMENT (listing the first bad rows, as
     `rows[17].clicks: clicks 12 > impressions 10`) and writes nothing; the call
     ends there, and the batches acknowledged before it stay committed. A row
-    naming a campaign the caller does not have ends the call with NOT_FOUND.
-    Replaying a batch changes nothing (its rows count as `unchanged`).
+    naming a campaign the caller does not have ends the call with NOT_FOUND. A
+    payload that cannot be decoded (not an Arrow IPC stream, a column missing,
+    repeated or of another type) ends it with INVALID_ARGUMENT naming the field
+    and the batch's place in the stream, counted from 0 (`arrow_ipc: ...
+    (batch 3)`). Replaying a batch changes nothing (its rows count as `unchanged`).
     """
     IngestEvents: _aio.UnaryUnaryMultiCallable[_metrics_pb2.IngestEventsRequest, _metrics_pb2.IngestEventsResponse]  # type: ignore[assignment]
     """Conversion events, deduplicated by `event_id` per tenant, across restarts.
@@ -154,8 +160,11 @@ class MetricsServiceServicer(metaclass=_abc_1.ABCMeta):
         batch with INVALID_ARGUMENT (listing the first bad rows, as
         `rows[17].clicks: clicks 12 > impressions 10`) and writes nothing; the call
         ends there, and the batches acknowledged before it stay committed. A row
-        naming a campaign the caller does not have ends the call with NOT_FOUND.
-        Replaying a batch changes nothing (its rows count as `unchanged`).
+        naming a campaign the caller does not have ends the call with NOT_FOUND. A
+        payload that cannot be decoded (not an Arrow IPC stream, a column missing,
+        repeated or of another type) ends it with INVALID_ARGUMENT naming the field
+        and the batch's place in the stream, counted from 0 (`arrow_ipc: ...
+        (batch 3)`). Replaying a batch changes nothing (its rows count as `unchanged`).
         """
 
     @_abc_1.abstractmethod
