@@ -88,6 +88,20 @@ ROW_RULES = {
         "rows[1].conversion_value_micros",
     ),
     "negative spend": (dict(spend_micros=-1), "rows[1].spend_micros"),
+    # Beyond any campaign, and sums of such rows would overflow 64 bits.
+    "spend above 10^15 micros": (
+        dict(spend_micros=5 * 10**18),
+        "rows[1].spend_micros: spend_micros 5000000000000000000 > 1e+15",
+    ),
+    "conversion value above 10^15 micros": (
+        dict(conversion_value_micros=10**15 + 1),
+        "rows[1].conversion_value_micros",
+    ),
+    "impressions above 10^12": (
+        dict(impressions=10**12 + 1, reach=0, clicks=0),
+        "rows[1].impressions",
+    ),
+    "conversions above 10^12": (dict(conversions=1e13), "rows[1].conversions"),
     "clicks above impressions": (
         dict(clicks=12, impressions=10),
         "rows[1].clicks: clicks 12 > impressions 10",
@@ -258,6 +272,13 @@ def test_a_null_in_an_arrow_batch_is_a_required_field(stub, campaign) -> None:
     assert "required" in details
 
 
+def test_an_arrow_batch_with_amounts_beyond_the_bound_is_refused(stub, campaign) -> None:
+    table = arrow_rows(campaign)
+    spend = pa.array([1, 5 * 10**18, 5 * 10**18], pa.int64())
+    table = table.set_column(table.schema.get_field_index("spend_micros"), "spend_micros", spend)
+    assert_refused(stub, campaign, arrow_batch(table), "rows[1].spend_micros")
+
+
 def test_arrow_columns_that_cast_safely_are_accepted(stub, campaign) -> None:
     table = arrow_rows(campaign)
     narrow = pa.table(
@@ -302,6 +323,7 @@ EVENT_RULES = {
     "missing arm": (dict(arm_id=""), "events[1].arm_id"),
     "unknown arm": (dict(arm_id="arm_nope"), "events[1].arm_id"),
     "negative value": (dict(value_micros=-5), "events[1].value_micros"),
+    "value above 10^15 micros": (dict(value_micros=10**15 + 1), "events[1].value_micros"),
     "time after as_of": (dict(time=to_timestamp(H1 + timedelta(days=2))), "events[1].time"),
     "time unset": (dict(time=None), "events[1].time"),
     "source too long": (dict(source="s" * 65), "events[1].source"),

@@ -43,6 +43,11 @@ MAX_WINDOW_CHARS = 40
 MAX_EVENT_ID_CHARS = 128
 MAX_SOURCE_CHARS = 64
 MAX_BATCH_ID_CHARS = 100
+# Largest amount (spend, conversion value) of one report or event, in micros: Rp 1
+# billion an hour on one arm is beyond any campaign. With the largest count of one
+# report it keeps sums over many rows within int64.
+MAX_MICROS = 10**15
+MAX_COUNT = 10**12
 # Default of JANGKAU_EVENT_LATENESS_HOURS: events older than this are refused as late.
 DEFAULT_EVENT_LATENESS = timedelta(days=7)
 
@@ -472,8 +477,10 @@ def _in_the_future(name: str, moments: np.ndarray) -> Callable[[int], str]:
     )
 
 
-def _negative(name: str, values: np.ndarray) -> Callable[[int], str]:
-    return lambda i: f"{name} {values[i]} < 0"
+def _check_range(checks: _RowChecks, name: str, values: np.ndarray, limit: int) -> None:
+    """Values from 0 to `limit` (a NaN fails neither comparison: check it apart)."""
+    checks.add(values < 0, name, lambda i: f"{name} {values[i]} < 0")
+    checks.add(values > limit, name, lambda i: f"{name} {values[i]} > {limit:.0e}")
 
 
 def validate_reports(
@@ -542,18 +549,20 @@ def validate_reports(
         lambda i: f"must be 1..{MAX_WINDOW_CHARS} characters",
     )
 
-    counts = {
-        name: _numbers(table.column(name).combine_chunks())
-        for name in ("impressions", "reach", "clicks", "conversion_value_micros", "spend_micros")
+    limits = {
+        "impressions": MAX_COUNT,
+        "reach": MAX_COUNT,
+        "clicks": MAX_COUNT,
+        "conversion_value_micros": MAX_MICROS,
+        "spend_micros": MAX_MICROS,
     }
+    counts = {name: _numbers(table.column(name).combine_chunks()) for name in limits}
     for name, values in counts.items():
-        checks.add(values < 0, name, _negative(name, values))
+        _check_range(checks, name, values, limits[name])
     conversions = _numbers(table.column("conversions").combine_chunks(), 0.0)
     finite = np.isfinite(conversions)
     checks.add(~finite, "conversions", lambda i: "must be a finite number")
-    checks.add(
-        finite & (conversions < 0), "conversions", lambda i: f"conversions {conversions[i]} < 0"
-    )
+    _check_range(checks, "conversions", np.where(finite, conversions, 0.0), MAX_COUNT)
     impressions = counts["impressions"]
     checks.add(
         counts["clicks"] > impressions,
@@ -769,8 +778,9 @@ def validate_events(
         "time",
         lambda i: f"{from_us(moments[i]):%Y-%m-%dT%H:%M:%SZ} is after as_of (plus clock skew)",
     )
-    values = _numbers(table.column("value_micros").combine_chunks())
-    checks.add(values < 0, "value_micros", lambda i: f"value_micros {values[i]} < 0")
+    _check_range(
+        checks, "value_micros", _numbers(table.column("value_micros").combine_chunks()), MAX_MICROS
+    )
     checks.add(
         _length_between(_text(table, "source"), 0, MAX_SOURCE_CHARS),
         "source",

@@ -299,19 +299,19 @@ class HourlyReport(_message.Message):
     "1d_view_7d_click"; 1..40 characters. Part of the key.
     """
     impressions: _builtins.int
-    """Ad impressions in the hour, >= 0."""
+    """Ad impressions in the hour, 0..10^12."""
     reach: _builtins.int
-    """People reached in the hour, >= 0 and <= impressions."""
+    """People reached in the hour, 0..10^12 and <= impressions."""
     clicks: _builtins.int
-    """Clicks in the hour, >= 0 and <= impressions."""
+    """Clicks in the hour, 0..10^12 and <= impressions."""
     conversions: _builtins.float
     """Platform-attributed conversions (may be fractional under modelled
-    attribution), finite and >= 0.
+    attribution), finite, 0..10^12.
     """
     conversion_value_micros: _builtins.int
-    """Value of those conversions, micros of `currency`, >= 0."""
+    """Value of those conversions, micros of `currency`, 0..10^15."""
     spend_micros: _builtins.int
-    """Spend in the hour, micros of `currency`, >= 0."""
+    """Spend in the hour, micros of `currency`, 0..10^15."""
     currency: _builtins.str
     """Must equal the campaign's currency."""
     @_builtins.property
@@ -479,7 +479,7 @@ class ConversionEvent(_message.Message):
     arm_id: _builtins.str
     """The arm credited; must belong to the campaign."""
     value_micros: _builtins.int
-    """Value, micros of the campaign's currency, >= 0."""
+    """Value, micros of the campaign's currency, 0..10^15."""
     source: _builtins.str
     """Where the event came from ("web", "whatsapp"...), 0..64 characters."""
     @_builtins.property
