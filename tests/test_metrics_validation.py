@@ -279,6 +279,32 @@ def test_an_arrow_batch_with_amounts_beyond_the_bound_is_refused(stub, campaign)
     assert_refused(stub, campaign, arrow_batch(table), "rows[1].spend_micros")
 
 
+# An Arrow timestamp may lie beyond the years 1 to 9999 (a datetime's range).
+FAR_FUTURE_US = 2**62
+FAR_PAST_US = -(2**62) + 1  # not on the hour either
+
+ARROW_TIMES_OUT_OF_RANGE = {
+    "hour far in the future": ("hour", FAR_FUTURE_US, "rows[1].hour"),
+    "hour far in the past": ("hour", FAR_PAST_US, "rows[1].hour"),
+    "version far in the future": ("version", FAR_FUTURE_US, "rows[1].version"),
+}
+
+
+@pytest.mark.parametrize("rule", ARROW_TIMES_OUT_OF_RANGE)
+def test_an_arrow_time_beyond_the_years_1_to_9999_is_refused_naming_it(
+    stub, campaign, rule: str
+) -> None:
+    name, moment, field = ARROW_TIMES_OUT_OF_RANGE[rule]
+    table = arrow_rows(campaign)
+    index = table.schema.get_field_index(name)
+    moments = table.column(name).cast(pa.int64()).to_pylist()
+    moments[1] = moment
+    table = table.set_column(
+        index, name, pa.array(moments, pa.int64()).cast(REPORT_SCHEMA.field(name).type)
+    )
+    assert_refused(stub, campaign, arrow_batch(table), field)
+
+
 def test_arrow_columns_that_cast_safely_are_accepted(stub, campaign) -> None:
     table = arrow_rows(campaign)
     narrow = pa.table(

@@ -154,6 +154,15 @@ def from_us(us: int) -> datetime:
     return datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=int(us))
 
 
+def moment_text(us: int, pattern: str = "%Y-%m-%dT%H:%M:%SZ") -> str:
+    """A moment for a message. An Arrow timestamp may lie outside the years 1 to
+    9999 that a datetime holds: such a one is told in microseconds."""
+    try:
+        return f"{from_us(us):{pattern}}"
+    except OverflowError:
+        return f"{int(us)} microseconds from the epoch"
+
+
 def consecutive_runs(numbers: list[int]) -> list[tuple[int, int]]:
     """Consecutive runs of sorted numbers (days, hours), as (first, last) pairs."""
     runs: list[tuple[int, int]] = []
@@ -472,7 +481,7 @@ def _too_early(name: str) -> Callable[[int], str]:
 
 def _in_the_future(name: str, moments: np.ndarray) -> Callable[[int], str]:
     return lambda i: (
-        f"{name} {from_us(moments[i]):%Y-%m-%dT%H:%M:%SZ} is in the future "
+        f"{name} {moment_text(moments[i])} is in the future "
         f"(more than {CLOCK_SKEW.seconds // 60} min ahead of the server's clock)"
     )
 
@@ -539,7 +548,7 @@ def validate_reports(
     checks.add(
         (hours % HOUR_US) != 0,
         "hour",
-        lambda i: f"{from_us(hours[i]):%Y-%m-%dT%H:%M:%S.%fZ} is not on the hour (UTC)",
+        lambda i: f"{moment_text(hours[i], '%Y-%m-%dT%H:%M:%S.%fZ')} is not on the hour (UTC)",
     )
 
     windows = _text(table, "attribution_window")
@@ -776,7 +785,7 @@ def validate_events(
     checks.add(
         moments > to_us(as_of + CLOCK_SKEW),
         "time",
-        lambda i: f"{from_us(moments[i]):%Y-%m-%dT%H:%M:%SZ} is after as_of (plus clock skew)",
+        lambda i: f"{moment_text(moments[i])} is after as_of (plus clock skew)",
     )
     _check_range(
         checks, "value_micros", _numbers(table.column("value_micros").combine_chunks()), MAX_MICROS
