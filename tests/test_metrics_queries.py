@@ -388,3 +388,35 @@ def test_arm_stats_see_an_arms_first_report_after_a_read_that_resolved_the_arm_b
     finally:
         release.set()
         service.store.close()
+
+
+# Arms enough that arms × flight hours exceed what the service keeps in memory: the
+# queries then bound their hours in SQL.
+@pytest.mark.parametrize("arms", [3, 300], ids=["in memory", "from the store"])
+def test_queries_up_to_the_last_hour_of_year_9999_answer_the_stored_reports(
+    stub, arms: int
+) -> None:
+    c = new_campaign(stub, arms=arms)
+    ingest(stub, batch(report(c, hour=H0, spend_micros=700)))
+    last = datetime(9999, 12, 31, 23, 30, tzinfo=UTC)
+    span = window(datetime(1, 1, 1, tzinfo=UTC), last)
+    assert arm_stats(stub, c, window=span).arms[0].spend_micros == 700
+    assert (
+        arm_stats(stub, c, window=window(last - timedelta(days=3), last)).arms[0].spend_micros == 0
+    )
+    series = stub.GetTimeseries(
+        metrics_pb2.GetTimeseriesRequest(
+            campaign_id=c.campaign_id,
+            window=window(last - timedelta(days=1), last),
+            metrics=[metrics_pb2.METRIC_SPEND],
+        ),
+        metadata=ALPHA,
+        timeout=10,
+    )
+    assert all(not s.points for s in series.series)
+    summary = stub.GetCampaignSummary(
+        metrics_pb2.GetCampaignSummaryRequest(campaign_id=c.campaign_id, as_of=to_timestamp(last)),
+        metadata=ALPHA,
+        timeout=10,
+    )
+    assert summary.spend_micros == 700

@@ -66,7 +66,7 @@ from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
@@ -89,6 +89,7 @@ from jangkau.metrics.domain import (
 )
 from jangkau.runtime.errors import FailedPrecondition
 from jangkau.runtime.store import Database
+from jangkau.runtime.times import to_us
 
 CHECKPOINT_THRESHOLD = "256MB"
 # Report rows the change log keeps; older changes make caches start afresh.
@@ -1023,7 +1024,12 @@ class DuckDBMetricsStore:
 
 
 def _hour_time(hour_number: int) -> datetime:
-    return domain.from_us(hour_number * HOUR_US)
+    """The start of an hour, as a bound of a query's hours. The hour after the last
+    one of year 9999 is no datetime: its last moment bounds the same stored hours."""
+    return domain.from_us(min(hour_number * HOUR_US, _LAST_US))
+
+
+_LAST_US = to_us(datetime.max.replace(tzinfo=UTC))
 
 
 @dataclass(frozen=True)
