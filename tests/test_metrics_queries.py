@@ -420,3 +420,22 @@ def test_queries_up_to_the_last_hour_of_year_9999_answer_the_stored_reports(
         timeout=10,
     )
     assert summary.spend_micros == 700
+
+
+def test_arm_stats_with_a_tiny_discount_stay_exact_as_the_window_end_moves_back(stub) -> None:
+    c = new_campaign(stub)
+    day = datetime(2024, 10, 1, tzinfo=UTC)
+    ingest(stub, batch(*[report(c, hour=day - timedelta(hours=h)) for h in range(1, 30)]))
+    start = day - timedelta(days=3)
+    # The same whole days, weighted to an end late in a day and then to one early in it.
+    for end in (day + timedelta(hours=23), day + timedelta(minutes=30)):
+        shape = dict(window=window(start, end), discount=1e-15, kappas_micros=[1e9])
+        cached = arm_stats(stub, c, **shape).arms[0]
+        direct = arm_stats(stub, c, include_series=True, **shape).arms[0]
+        assert cached.discounted_spend_micros == pytest.approx(
+            direct.discounted_spend_micros, rel=1e-9, abs=0
+        )
+        assert cached.curves[0].exposure == pytest.approx(
+            direct.curves[0].exposure, rel=1e-9, abs=0
+        )
+    assert direct.discounted_spend_micros > 0

@@ -148,16 +148,19 @@ class DayStatsCache:
             entry.sequence = sequence
             log_discount = math.log(discount) if discount not in (0.0, 1.0) else 0.0
             whole = entry.whole
-            if whole is None or whole[:2] != (first_day, stop_day):
+            # Every factor here is at most 1 (weights move only towards a later end):
+            # one back to an earlier end could overflow with a small discount, and
+            # would not bring back sums that had underflowed to 0.
+            if whole is None or whole[:2] != (first_day, stop_day) or whole[2] > end_us:
                 days = [
                     (sums, math.exp((end_us - (day + 1) * DAY_US) / HOUR_US * log_discount))
                     for day in range(first_day, stop_day)
                     if (sums := entry.days[day]) is not None
                 ]
-                if days:
-                    whole = (first_day, stop_day, end_us, domain.combine(days))
+                whole = (first_day, stop_day, end_us, domain.combine(days)) if days else None
+                if whole is not None:
                     entry.whole = whole
-            if whole is not None and whole[:2] == (first_day, stop_day):
+            if whole is not None:
                 parts.append((whole[3], math.exp((end_us - whole[2]) / HOUR_US * log_discount)))
             total = domain.combine(parts)
             entry.measure()
