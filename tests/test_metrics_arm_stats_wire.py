@@ -38,7 +38,7 @@ def registered_campaign(arms: tuple[Arm, ...]) -> RegisteredCampaign:
         1,
     )
     n = len(arms)
-    return RegisteredCampaign(campaign, np.arange(n), np.zeros(n, np.int64))
+    return RegisteredCampaign("alpha", campaign, np.arange(n), np.zeros(n, np.int64))
 
 
 @st.composite

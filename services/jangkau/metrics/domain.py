@@ -242,10 +242,12 @@ class Campaign:
 
 @dataclass(frozen=True)
 class RegisteredCampaign:
-    """A campaign as stored: every arm ever registered (arm-id order) with the
+    """A campaign as stored: its tenant (whose numbering of attribution windows
+    its window ids follow), every arm ever registered (arm-id order) with the
     store's integer id of each, and the attribution window each arm's queries read
     by default (the window of its first stored report; -1 before any)."""
 
+    tenant: str
     campaign: Campaign
     arm_refs: np.ndarray
     window_refs: np.ndarray
@@ -629,6 +631,24 @@ class IngestCounts:
     unchanged: int = 0
     # Keys stored with a newer version: this late restatement was ignored.
     stale: int = 0
+
+
+class WindowNamesExhausted(InvalidArgument):
+    """Reports name an attribution window new to their tenant, which already names
+    as many as it may (each tenant numbers its own). `batch` is the index of the
+    first batch naming one: the batches before it may still be applied."""
+
+    def __init__(self, batch_rows: Sequence[int], row: int, limit: int) -> None:
+        """`row` is the first row naming a window beyond the limit, counted over
+        batches of `batch_rows` rows each."""
+        ends = np.cumsum(batch_rows)
+        self.batch = int(np.searchsorted(ends, row, side="right"))
+        at = row - (int(ends[self.batch - 1]) if self.batch else 0)
+        super().__init__(
+            f"rows[{at}].attribution_window",
+            f"a window new to this tenant, which already names its maximum of {limit} "
+            "distinct attribution windows",
+        )
 
 
 # What a row did, as `UpsertPlan.outcome` codes.

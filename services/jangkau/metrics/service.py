@@ -200,7 +200,13 @@ class MetricsService:
         if not valid:
             return [], refusal
         with self.versions.writing(tenant, written) as changed:
-            counts = self.store.upsert_reports(valid)
+            try:
+                counts = self.store.upsert_reports(tenant, valid)
+            except domain.WindowNamesExhausted as exc:
+                # The batches before the one naming a window past the tenant's
+                # limit are valid: they commit, as before any other refusal.
+                refusal, valid = exc, valid[: exc.batch]
+                counts = self.store.upsert_reports(tenant, valid) if valid else []
             if any(c.inserted or c.replaced for c in counts):
                 # The valid batches are the first ones, as they came.
                 changed(domain.earliest_by_campaign(batches[: len(valid)], "hour"))

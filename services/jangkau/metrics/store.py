@@ -7,7 +7,8 @@ Schema and keys
     arms(arm_ref)                             the store's integer id of (tenant,
                                               campaign_id, arm_id), its platform,
                                               audience and default window
-    attribution_windows(window_ref)           dictionary of window names
+    attribution_windows(tenant, window_ref)   each tenant's dictionary of window
+                                              names
     hourly_reports(report_key)                one row per (tenant, campaign, arm,
                                               platform, hour, attribution window)
     conversion_events(tenant, event_id)       deduplicated events
@@ -15,8 +16,9 @@ Schema and keys
 The report key packs (hour, arm, window) into one BIGINT, hour first:
 `hour_number << 40 | arm_ref << 12 | window_ref` (arm_ref < 2^28, window_ref <
 2^12, hour numbers up to the year 2900). The arm determines tenant, campaign
-and platform, so this is the (tenant, campaign, arm, platform, hour, attribution
-window) key. Hour-first order means rows
+and platform, and window ids are numbered per tenant, so this is the (tenant,
+campaign, arm, platform, hour, attribution window) key; a tenant names at most
+`MAX_WINDOW_REF` windows, whatever other tenants name. Hour-first order means rows
 arrive in roughly ascending key order, so DuckDB's per-row-group min/max (zone
 maps) on `report_key` and `hour` keep both the restatement lookup and the window
 queries to the row groups of the hours they touch.
@@ -157,6 +159,29 @@ MIGRATIONS = [
         PRIMARY KEY (tenant, event_id)
     );
     """,
+    # Window ids numbered per tenant, so that one tenant's names never use up
+    # another's. Each tenant keeps the ids its reports and arms already carry (an
+    # arm belongs to one tenant, so every stored key stays as it was); names no
+    # report of a tenant used are not the tenant's.
+    """
+    CREATE TABLE tenant_windows (
+        tenant VARCHAR NOT NULL,
+        window_ref SMALLINT NOT NULL,
+        name VARCHAR NOT NULL,
+        PRIMARY KEY (tenant, window_ref),
+        UNIQUE (tenant, name)
+    );
+    INSERT INTO tenant_windows
+    SELECT DISTINCT a.tenant, w.window_ref, w.name
+    FROM (
+        SELECT DISTINCT arm_ref, window_ref FROM hourly_reports
+        UNION SELECT arm_ref, window_ref FROM arms WHERE window_ref IS NOT NULL
+    ) used
+    JOIN arms a ON a.arm_ref = used.arm_ref
+    JOIN attribution_windows w ON w.window_ref = used.window_ref;
+    DROP TABLE attribution_windows;
+    ALTER TABLE tenant_windows RENAME TO attribution_windows;
+    """,
 ]
 
 _REPORT_VALUES = (
@@ -183,9 +208,11 @@ class MetricsStore(Protocol):
         """The tenant's registered campaigns among `campaign_ids`."""
         ...
 
-    def upsert_reports(self, batches: Sequence[pa.Table]) -> list[IngestCounts]:
-        """Applies validated batches (domain.STORED_REPORT_SCHEMA), in order, in
-        one transaction under the restatement rule; returns what each batch did."""
+    def upsert_reports(self, tenant: str, batches: Sequence[pa.Table]) -> list[IngestCounts]:
+        """Applies validated batches of the tenant's arms (domain.STORED_REPORT_SCHEMA),
+        in order, in one transaction under the restatement rule; returns what each
+        batch did. domain.WindowNamesExhausted, and nothing applied, when they name
+        more attribution windows than the tenant has room for."""
         ...
 
     def add_events(self, tenant: str, events: pa.Table) -> tuple[int, int]:
@@ -385,11 +412,14 @@ class DuckDBMetricsStore:
         self._log_start = 0
         self._names = itertools.count()
         with self._db.read() as cur:
-            # Window names and arms still without a default window, kept in
-            # memory so that a batch of known windows and arms runs no SQL for them.
-            self._windows: dict[str, int] = dict(
-                cur.execute("SELECT name, window_ref FROM attribution_windows").fetchall()
-            )
+            # Window names (tenant → name → id) and arms still without a default
+            # window, kept in memory so that a batch of known windows and arms runs
+            # no SQL for them.
+            self._windows: dict[str, dict[str, int]] = {}
+            for tenant, name, ref in cur.execute(
+                "SELECT tenant, name, window_ref FROM attribution_windows"
+            ).fetchall():
+                self._windows.setdefault(tenant, {})[name] = ref
             self._windowless: set[int] = {
                 int(r[0])
                 for r in cur.execute("SELECT arm_ref FROM arms WHERE window_ref IS NULL").fetchall()
@@ -534,6 +564,7 @@ class DuckDBMetricsStore:
                 revision=revision,
             )
             out[cid] = RegisteredCampaign(
+                tenant,
                 campaign,
                 np.array([r[4] for r in rows], dtype=np.int64),
                 np.array([r[5] for r in rows], dtype=np.int64),
@@ -542,7 +573,7 @@ class DuckDBMetricsStore:
 
     # -------------------------------------------------------------- reports
 
-    def upsert_reports(self, batches: Sequence[pa.Table]) -> list[IngestCounts]:
+    def upsert_reports(self, tenant: str, batches: Sequence[pa.Table]) -> list[IngestCounts]:
         reports = batches[0] if len(batches) == 1 else pa.concat_tables(batches)
         n = reports.num_rows
         arm_ref = reports.column("arm_ref").to_numpy()
@@ -553,7 +584,8 @@ class DuckDBMetricsStore:
         name_of_row = pc.index_in(windows, value_set=pa.array(names, pa.string())).to_numpy()
         with self._ingest_lock:
             with self._cache_lock:
-                known = [self._windows.get(name) for name in names]
+                windows = self._windows.get(tenant, {})
+                known = [windows.get(name) for name in names]
             plan = older = None
             if None not in known:
                 # Every window named before: the keys are known now, and the stored
@@ -567,7 +599,14 @@ class DuckDBMetricsStore:
                     if not (plan.insert_rows.size or plan.replace_rows.size):
                         return _per_batch(batches, plan)
             with self._db.transaction() as cur:
-                refs, new_windows = self._window_refs(cur, names)
+                refs, new_windows = self._window_refs(cur, tenant, names)
+                if len(refs) < len(names):
+                    # Names past the tenant's room: refuse from the first row of one.
+                    raise domain.WindowNamesExhausted(
+                        [b.num_rows for b in batches],
+                        int(np.argmax(name_of_row >= len(refs))),
+                        MAX_WINDOW_REF,
+                    )
                 window_ref = np.asarray(refs, dtype=np.int64)[name_of_row]
                 if older is None:
                     # A window is new here: its reference is only now assigned.
@@ -608,7 +647,7 @@ class DuckDBMetricsStore:
             self._recent.remember(keys[written], versions[written])
             stored = rows.take(written)
             with self._cache_lock:
-                self._windows.update(new_windows)
+                self._windows.setdefault(tenant, {}).update(new_windows)
                 self._windowless.difference_update(defaults)
                 # Before the change sequence moves: a reader that sees the write in
                 # the log finds the campaign with its arms' new default windows.
@@ -640,30 +679,39 @@ class DuckDBMetricsStore:
         return found["report_key"], found["version"]
 
     def _window_refs(
-        self, cur: duckdb.DuckDBPyConnection, names: list[str]
+        self, cur: duckdb.DuckDBPyConnection, tenant: str, names: list[str]
     ) -> tuple[list[int], dict[str, int]]:
-        """The id of each window name, and the names this transaction adds."""
+        """The tenant's id of each window name, and the names this transaction adds;
+        the ids stop short at the first name new to a tenant without room for it."""
         with self._cache_lock:
-            known = {name: self._windows.get(name) for name in names}
+            windows = self._windows.get(tenant, {})
+            known = {name: windows.get(name) for name in names}
         new = [name for name, ref in known.items() if ref is None]
         added: dict[str, int] = {}
         if new:
-            start = int(
-                cur.execute(
-                    "SELECT coalesce(max(window_ref), 0) + 1 FROM attribution_windows"
-                ).fetchall()[0][0]
-            )
-            if start + len(new) - 1 > MAX_WINDOW_REF:
-                raise FailedPrecondition(
-                    f"attribution_window: the store holds its maximum of {MAX_WINDOW_REF} "
-                    "distinct attribution windows"
+            # The lowest free ids: a store migrated from one numbering for all
+            # tenants leaves gaps in each tenant's.
+            free = cur.execute(
+                """
+                SELECT i FROM range(1, $stop) ids(i)
+                ANTI JOIN attribution_windows w ON w.tenant = $tenant AND w.window_ref = ids.i
+                ORDER BY i LIMIT $n
+                """,
+                {"stop": MAX_WINDOW_REF + 1, "tenant": tenant, "n": len(new)},
+            ).fetchall()
+            added = {name: int(ref) for name, (ref,) in zip(new, free, strict=False)}
+            if added:
+                cur.executemany(
+                    "INSERT INTO attribution_windows (tenant, name, window_ref) VALUES (?, ?, ?)",
+                    [(tenant, name, ref) for name, ref in added.items()],
                 )
-            added = {name: start + i for i, name in enumerate(new)}
-            cur.executemany(
-                "INSERT INTO attribution_windows (name, window_ref) VALUES (?, ?)",
-                list(added.items()),
-            )
-        return [added[n] if known[n] is None else known[n] for n in names], added  # type: ignore[misc]
+        refs: list[int] = []
+        for name in names:
+            ref = known[name]
+            if ref is None and (ref := added.get(name)) is None:
+                break
+            refs.append(ref)
+        return refs, added
 
     def _set_default_windows(
         self,
@@ -753,7 +801,8 @@ class DuckDBMetricsStore:
         n = len(registered.arms)
         if window:
             with self._cache_lock:
-                windows = np.full(n, self._windows.get(window, -1), dtype=np.int64)
+                ref = self._windows.get(registered.tenant, {}).get(window, -1)
+            windows = np.full(n, ref, dtype=np.int64)
         else:
             windows = registered.window_refs
         return {
@@ -983,9 +1032,11 @@ class DuckDBMetricsStore:
                        r.version
                 FROM hourly_reports r
                 JOIN {campaign_arms} a ON r.arm_ref = a.arm_ref
-                JOIN attribution_windows w ON r.window_ref = w.window_ref
+                JOIN attribution_windows w
+                    ON w.tenant = $tenant AND r.window_ref = w.window_ref
                 ORDER BY a.arm_id, r.hour, w.name
-                """
+                """,
+                params={"tenant": registered.tenant},
             ).to_arrow_table()
 
     # ------------------------------------------------------------ plumbing

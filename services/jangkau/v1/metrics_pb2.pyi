@@ -296,7 +296,9 @@ class HourlyReport(_message.Message):
     """Must match the arm's platform."""
     attribution_window: _builtins.str
     """Attribution window the conversions are counted under, for example
-    "1d_view_7d_click"; 1..40 characters. Part of the key.
+    "1d_view_7d_click"; 1..40 characters. Part of the key. A tenant names at
+    most 4,095 distinct windows (other tenants' names do not count): a batch
+    naming one more is refused.
     """
     impressions: _builtins.int
     """Ad impressions in the hour, 0..10^12."""
