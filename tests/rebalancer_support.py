@@ -11,10 +11,11 @@ from datetime import UTC, datetime, timedelta
 from jangkau.client import Jangkau
 from jangkau.rebalancer.job import RebalanceOptions, Rebalancer
 from jangkau.rebalancer.wiring import build
+from jangkau.runtime.channels import channel
 from jangkau.runtime.config import Settings
 from jangkau.runtime.launcher import Cluster
 from jangkau.runtime.times import HOUR, to_timestamp
-from jangkau.v1 import audience_pb2, budget_pb2, common_pb2
+from jangkau.v1 import audience_pb2, budget_pb2, common_pb2, sandbox_pb2_grpc
 from tests.conftest import TOKENS
 
 WIB = timedelta(hours=7)
@@ -23,17 +24,29 @@ FLIGHT_START = datetime(2024, 11, 22, tzinfo=UTC) - WIB
 FLIGHT_END = datetime(2024, 11, 27, tzinfo=UTC) - WIB
 QUIET_START = datetime(2024, 11, 24, tzinfo=UTC) - WIB
 BUDGET_MICROS = 120_000_000 * 1_000_000  # Rp 120 million over five days
+# The services a rebalancer runs against, with the sandbox market for platforms.
+SERVICES = ("audience", "metrics", "budget", "sandbox")
 
 
 def client(cluster: Cluster, token: str = TOKENS["alpha"]) -> Jangkau:
     return Jangkau.from_settings(cluster.settings(), token=token, timeout=30)
 
 
+def sandbox_stub(
+    cluster: Cluster, token: str = TOKENS["alpha"]
+) -> sandbox_pb2_grpc.SandboxMarketStub:
+    return sandbox_pb2_grpc.SandboxMarketStub(
+        channel(cluster.addresses["sandbox"], timeout=30, token=token)
+    )
+
+
 def settings_for(cluster: Cluster) -> Settings:
     return cluster.settings(call_timeout_seconds=10.0)
 
 
-def create_campaign(jk: Jangkau, name: str = "Pilbup", **overrides) -> budget_pb2.Campaign:
+def create_campaign(
+    jk: Jangkau, name: str = "Pilbup", flight_end: datetime = FLIGHT_END, **overrides
+) -> budget_pb2.Campaign:
     young = jk.audience.create_audience(
         f"{name} muda",
         audience_pb2.Rule(
@@ -68,7 +81,7 @@ def create_campaign(jk: Jangkau, name: str = "Pilbup", **overrides) -> budget_pb
         kind=common_pb2.POLITICAL,
         currency="IDR",
         total_budget_micros=BUDGET_MICROS,
-        flight=common_pb2.TimeRange(start=to_timestamp(FLIGHT_START), end=to_timestamp(FLIGHT_END)),
+        flight=common_pb2.TimeRange(start=to_timestamp(FLIGHT_START), end=to_timestamp(flight_end)),
         political_authorization=True,
         arms=arms,
     )
@@ -102,12 +115,14 @@ class Loop:
 
 
 @contextmanager
-def campaign_loop(cluster: Cluster, **rates: float) -> Iterator[Loop]:
+def campaign_loop(
+    cluster: Cluster, flight_end: datetime = FLIGHT_END, **rates: float
+) -> Iterator[Loop]:
     """A client, a new campaign and a rebalancer (sandbox `rates` as for `build`),
     the clock at the flight's start; the rebalancer's store is closed on the way out."""
     at = [FLIGHT_START]
     with client(cluster) as jk:
-        campaign = create_campaign(jk)
+        campaign = create_campaign(jk, flight_end=flight_end)
         rb = rebalancer(cluster, jk, at, **rates)
         try:
             yield Loop(jk, campaign, rb, at)

@@ -15,29 +15,22 @@ import pytest
 from jangkau.platforms.base import BudgetResult
 from jangkau.platforms.sandbox import SandboxAdapter
 from jangkau.rebalancer.job import RebalanceOptions
-from jangkau.runtime.channels import channel
 from jangkau.runtime.times import HOUR, from_timestamp
-from jangkau.v1 import common_pb2, metrics_pb2, sandbox_pb2, sandbox_pb2_grpc
+from jangkau.v1 import common_pb2, metrics_pb2, sandbox_pb2
 from tests.conftest import TOKENS
 from tests.rebalancer_support import (
     BUDGET_MICROS,
     FLIGHT_END,
     FLIGHT_START,
     QUIET_START,
+    SERVICES,
     campaign_loop,
     client,
     create_campaign,
     rebalancer,
     run_hours,
+    sandbox_stub,
 )
-
-SERVICES = ("audience", "metrics", "budget", "sandbox")
-
-
-def sandbox_stub(cluster, token=TOKENS["alpha"]):
-    return sandbox_pb2_grpc.SandboxMarketStub(
-        channel(cluster.addresses["sandbox"], timeout=30, token=token)
-    )
 
 
 def stored_rows(jk, campaign_id):

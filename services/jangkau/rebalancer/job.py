@@ -137,20 +137,39 @@ class Rebalancer:
         return summary
 
     def _campaigns(self, options: RebalanceOptions, summary: RunSummary) -> list:
+        """The active campaigns in their flight, and before them every other campaign
+        that still has a budget in force on some arm (paused, ended, or past its
+        flight): its rebalance decides zeros, and pushing them stops its spend."""
+        if options.campaign_id:
+            return self._get_campaigns([options.campaign_id], summary)
         try:
-            if options.campaign_id:
-                return [self.client.budget.get_campaign(options.campaign_id)]
-            return [
+            active = [
                 c
                 for c in self.client.budget.list_campaigns(state=budget_pb2.ACTIVE)
                 if from_timestamp(c.flight.start) <= options.at < from_timestamp(c.flight.end)
             ]
         except grpc.RpcError as exc:
-            run = CampaignRun(options.campaign_id or "*", Outcome.FAILED)
-            run.message = f"listing campaigns: {exc.code().name}: {exc.details()}"
-            log.error("rebalance failed", extra={"fields": {"error": run.message}})
-            summary.campaigns.append(run)
+            self._not_listed("*", "listing campaigns", exc, summary)
             return []
+        listed = {c.id for c in active}
+        stopping = [c for c in self.store.campaigns_in_force(options.tenant) if c not in listed]
+        return self._get_campaigns(stopping, summary) + active
+
+    def _get_campaigns(self, campaign_ids: list[str], summary: RunSummary) -> list:
+        campaigns = []
+        for campaign_id in campaign_ids:
+            try:
+                campaigns.append(self.client.budget.get_campaign(campaign_id))
+            except grpc.RpcError as exc:
+                self._not_listed(campaign_id, "reading the campaign", exc, summary)
+        return campaigns
+
+    @staticmethod
+    def _not_listed(campaign_id: str, doing: str, exc: grpc.RpcError, summary: RunSummary) -> None:
+        run = CampaignRun(campaign_id, Outcome.FAILED)
+        run.message = f"{doing}: {exc.code().name}: {exc.details()}"
+        log.error("rebalance failed", extra={"fields": {"error": run.message}})
+        summary.campaigns.append(run)
 
     def run_campaign(self, campaign: budget_pb2.Campaign, options: RebalanceOptions) -> CampaignRun:
         run = CampaignRun(campaign.id)

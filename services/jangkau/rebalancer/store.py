@@ -54,6 +54,13 @@ MIGRATIONS = [
 ]
 
 
+# The budget in force on each arm of a tenant's campaigns (the one parameter: the tenant).
+IN_FORCE = """
+    SELECT campaign_id, arm_id, arg_max(daily_budget_micros, period_start) AS daily_budget_micros
+    FROM applied_budget WHERE tenant = ? GROUP BY campaign_id, arm_id
+"""
+
+
 class LeaseHeld(Exception):
     """Another rebalancer holds the lease (has the state file open)."""
 
@@ -73,11 +80,20 @@ class RebalancerStore:
     def last_applied(self, tenant: str, campaign_id: str) -> dict[str, int]:
         with self.db.read() as cur:
             rows = cur.execute(
-                "SELECT arm_id, arg_max(daily_budget_micros, period_start) FROM applied_budget"
-                " WHERE tenant = ? AND campaign_id = ? GROUP BY arm_id",
+                f"SELECT arm_id, daily_budget_micros FROM ({IN_FORCE}) WHERE campaign_id = ?",
                 [tenant, campaign_id],
             ).fetchall()
         return {arm: int(micros) for arm, micros in rows}
+
+    def campaigns_in_force(self, tenant: str) -> list[str]:
+        """The tenant's campaigns with a budget above zero in force on some arm."""
+        with self.db.read() as cur:
+            rows = cur.execute(
+                f"SELECT DISTINCT campaign_id FROM ({IN_FORCE}) WHERE daily_budget_micros > 0"
+                " ORDER BY campaign_id",
+                [tenant],
+            ).fetchall()
+        return [campaign_id for (campaign_id,) in rows]
 
     def period_applied(self, tenant: str, campaign_id: str, period_start: datetime) -> bool:
         with self.db.read() as cur:
