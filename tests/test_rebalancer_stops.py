@@ -1,9 +1,13 @@
 """Spend stops when a campaign may no longer spend: the rebalancer pushes zeros to
-the budgets it left in force on a campaign that was paused or whose flight ended."""
+the budgets it left in force on a campaign that was paused or whose flight ended;
+and it never pushes an hour's budgets over those of a later hour."""
 
 from __future__ import annotations
 
-from jangkau.runtime.times import HOUR, to_timestamp
+from datetime import timedelta
+
+from jangkau.rebalancer.job import RebalanceOptions
+from jangkau.runtime.times import HOUR, from_timestamp, to_timestamp
 from jangkau.v1 import budget_pb2, sandbox_pb2
 from tests.rebalancer_support import (
     FLIGHT_START,
@@ -59,3 +63,30 @@ def test_the_run_after_a_flight_ends_stops_its_spend(start_cluster):
     assert [(c.campaign_id, c.outcome.value) for c in ended.campaigns] == [
         (loop.campaign.id, "applied")
     ]
+
+
+def test_a_catch_up_run_for_a_missed_hour_leaves_a_later_hours_budgets_in_force(start_cluster):
+    cluster = start_cluster(*SERVICES)
+    with campaign_loop(cluster) as loop:
+        rb, campaign_id = loop.rb, loop.campaign.id
+        run_hours(rb, loop.at, 2)
+        run_hours(rb, loop.at, 1, start=FLIGHT_START + 3 * HOUR)  # hour 2 was missed
+        applied = rb.store.last_applied("alpha", campaign_id)
+        # An operator catches up hour 2 after hour 3 was applied.
+        loop.at[0] = FLIGHT_START + 2 * HOUR + timedelta(minutes=5)
+        options = RebalanceOptions(
+            at=loop.at[0], tenant="alpha", campaign_id=campaign_id, min_edit_percent=0
+        )
+        (caught_up,) = rb.run(options).campaigns
+        after = rb.store.last_applied("alpha", campaign_id)
+        decided = {
+            from_timestamp(d.allocation.period.start)
+            for d in loop.jk.budget.list_decisions(campaign_id)
+        }
+    in_force = budgets_in_force(cluster, campaign_id, 4)
+    assert in_force[3] == {arm: daily // 24 for arm, daily in applied.items()}
+    assert after == applied
+    assert (caught_up.outcome.value, caught_up.edits) == ("skipped", 0)
+    assert "already applied" in caught_up.message
+    # The missed hour is decided all the same, for the decision log.
+    assert FLIGHT_START + 2 * HOUR in decided

@@ -103,6 +103,7 @@ def pauses_for_refused_cuts(
 class Outcome(StrEnum):
     APPLIED = "applied"  # new budgets pushed (or none needed)
     REPLAYED = "replayed"  # this hour was already applied: nothing pushed again
+    SKIPPED = "skipped"  # a later hour was already applied: this one is decided, not pushed
     DRY_RUN = "dry_run"
     FAILED = "failed"  # fail static: the last applied budgets stay
 

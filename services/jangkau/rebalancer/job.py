@@ -264,8 +264,15 @@ class Rebalancer:
         period_start = from_timestamp(allocation.period.start)
         run.allocated_micros = allocation.allocated_micros
         run.arms = {a.arm_id: a.budget_micros for a in allocation.arms}
-        if self.store.period_applied(options.tenant, campaign.id, period_start):
+        applied, latest = self.store.applied_hours(options.tenant, campaign.id, period_start)
+        if applied:
             run.outcome = Outcome.REPLAYED
+            return
+        # A run for an hour before one already applied (`--at` catching up a missed
+        # hour) must not put that hour's budgets over the later ones in force.
+        if latest is not None and latest > period_start:
+            run.outcome = Outcome.SKIPPED
+            run.message = f"not pushed: the later hour {latest.isoformat()} is already applied"
             return
         wanted = {a.arm_id: daily_from_hourly(a.budget_micros) for a in allocation.arms}
         last = self.store.last_applied(options.tenant, campaign.id)

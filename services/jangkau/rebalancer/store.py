@@ -54,7 +54,9 @@ MIGRATIONS = [
 ]
 
 
-# The budget in force on each arm of a tenant's campaigns (the one parameter: the tenant).
+# The budget in force on each arm of a tenant's campaigns (the one parameter: the tenant):
+# the one of the latest hour, as hours are applied in order (the job pushes nothing for an
+# hour before one already applied).
 IN_FORCE = """
     SELECT campaign_id, arm_id, arg_max(daily_budget_micros, period_start) AS daily_budget_micros
     FROM applied_budget WHERE tenant = ? GROUP BY campaign_id, arm_id
@@ -95,14 +97,18 @@ class RebalancerStore:
             ).fetchall()
         return [campaign_id for (campaign_id,) in rows]
 
-    def period_applied(self, tenant: str, campaign_id: str, period_start: datetime) -> bool:
+    def applied_hours(
+        self, tenant: str, campaign_id: str, period_start: datetime
+    ) -> tuple[bool, datetime | None]:
+        """Whether the campaign's hour starting at `period_start` was applied, and the
+        start of the latest hour applied for it (None: none yet)."""
         with self.db.read() as cur:
             row = cur.execute(
-                "SELECT 1 FROM applied_period WHERE tenant = ? AND campaign_id = ?"
-                " AND period_start = ?",
-                [tenant, campaign_id, period_start],
+                "SELECT coalesce(bool_or(period_start = ?), false), max(period_start)"
+                " FROM applied_period WHERE tenant = ? AND campaign_id = ?",
+                [period_start, tenant, campaign_id],
             ).fetchone()
-        return row is not None
+        return (bool(row[0]), row[1]) if row else (False, None)
 
     def record_applied(
         self,
