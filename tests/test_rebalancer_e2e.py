@@ -12,7 +12,7 @@ from datetime import timedelta
 
 import pytest
 
-from jangkau.platforms.base import BudgetResult
+from jangkau.platforms.base import BudgetResult, InvalidTarget
 from jangkau.platforms.sandbox import SandboxAdapter
 from jangkau.rebalancer.job import RebalanceOptions
 from jangkau.runtime.times import HOUR, from_timestamp
@@ -168,6 +168,48 @@ def test_cuts_a_platform_refuses_are_paused_rather_than_overspent(start_cluster)
     for hour in evaluation.hours:
         moment = from_timestamp(hour.hour)
         assert sum(hour.budget_micros) <= left[moment], moment
+
+
+class OnPlatforms:
+    """The sandbox market's adapter for the arms of some platforms only, as a live
+    adapter is; `broken` makes it raise on every push (an arm it cannot place)."""
+
+    def __init__(self, inner: SandboxAdapter, platforms: set[int], broken: bool = False) -> None:
+        self.inner = inner
+        self.platforms = frozenset(platforms)
+        self.broken = broken
+
+    def apply_budgets(self, campaign, budgets):
+        if self.broken:
+            raise InvalidTarget(common_pb2.GOOGLE, "arm google-muda has no budget_id")
+        return self.inner.apply_budgets(campaign, budgets)
+
+    def fetch_reports(self, campaign, since, until):
+        reports = self.inner.fetch_reports(campaign, since, until)
+        return [r for r in reports if r.platform in self.platforms]
+
+
+def test_budgets_one_platform_accepted_are_recorded_when_another_adapter_raises(start_cluster):
+    cluster = start_cluster(*SERVICES)
+    with campaign_loop(cluster) as loop:
+        (sandbox,) = loop.rb.adapters
+        others = {common_pb2.META, common_pb2.X, common_pb2.TIKTOK}
+        loop.rb.adapters = [
+            OnPlatforms(sandbox, others),
+            OnPlatforms(sandbox, {common_pb2.GOOGLE}, broken=True),
+        ]
+        (first,) = run_hours(loop.rb, loop.at, 1)[0].campaigns
+        recorded = loop.rb.store.last_applied("alpha", loop.campaign.id)
+        # Deliver the hour, then read the budgets the market held in it.
+        run_hours(loop.rb, loop.at, 1, start=FLIGHT_START + HOUR)
+    evaluation = sandbox_stub(cluster).Evaluate(
+        sandbox_pb2.EvaluateRequest(campaign_id=loop.campaign.id)
+    )
+    in_force = dict(zip(evaluation.arm_ids, evaluation.hours[0].budget_micros, strict=True))
+    assert in_force.pop("google-muda") == 0
+    assert in_force == {arm: daily // 24 for arm, daily in recorded.items()}
+    assert (first.outcome.value, first.edits, first.refused) == ("applied", 4, 1)
+    assert "google-muda: GOOGLE: arm google-muda has no budget_id" in first.message
 
 
 def test_a_second_run_in_the_same_hour_applies_nothing(start_cluster):

@@ -17,6 +17,7 @@ import grpc
 from jangkau.client import Jangkau
 from jangkau.platforms.base import (
     ArmBudget,
+    BudgetResult,
     CampaignTarget,
     PlatformAdapter,
     PlatformError,
@@ -237,7 +238,8 @@ class Rebalancer:
         self, target: CampaignTarget, daily_budgets: dict[str, int]
     ) -> tuple[dict[str, int], dict[str, str]]:
         """Pushes daily budgets through each arm's adapter: the amounts accepted and
-        the platform's message for each edit refused, by arm."""
+        the platform's message for each edit refused, by arm. An adapter that raises
+        refuses its own arms' edits; what the others accepted stands."""
         accepted: dict[str, int] = {}
         refused: dict[str, str] = {}
         for adapter in self.adapters:
@@ -245,7 +247,18 @@ class Rebalancer:
             budgets = [ArmBudget(a, micros) for a, micros in daily_budgets.items() if a in arms]
             if not budgets:
                 continue
-            for result in adapter.apply_budgets(target, budgets):
+            try:
+                results = adapter.apply_budgets(target, budgets)
+            except PlatformError as exc:
+                log.warning(
+                    "budgets not pushed",
+                    extra={"fields": {"campaign_id": target.campaign_id, "error": str(exc)}},
+                )
+                results = [
+                    BudgetResult.refused(b.arm_id, b.daily_budget_micros, str(exc), exc.retryable)
+                    for b in budgets
+                ]
+            for result in results:
                 if result.accepted:
                     accepted[result.arm_id] = daily_budgets[result.arm_id]
                 else:
