@@ -88,3 +88,9 @@ def test_a_refused_rise_is_never_paused():
     wanted, in_force = daily(a=60, b=90), daily(a=100, b=50)
     assert pauses_for_refused_cuts(wanted, in_force, ["a", "b"], left_micros=0) == ["a"]
     assert pauses_for_refused_cuts(daily(b=90), daily(b=50), ["b"], left_micros=0) == []
+
+
+def test_a_refused_pause_is_not_pushed_again():
+    # a's pause (a blackout's zero) was refused: pausing it is what was refused.
+    wanted, in_force = daily(a=0, b=0), daily(a=100, b=0)
+    assert pauses_for_refused_cuts(wanted, in_force, ["a"], left_micros=0) == []

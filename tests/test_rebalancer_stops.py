@@ -1,14 +1,16 @@
 """Spend stops when a campaign may no longer spend: the rebalancer pushes zeros to
-the budgets it left in force on a campaign that was paused or whose flight ended;
-and it never pushes an hour's budgets over those of a later hour."""
+the budgets it left in force on a campaign that was paused or whose flight ended, and
+in a blackout even while reports or metrics are down; and it never pushes an hour's
+budgets over those of a later hour."""
 
 from __future__ import annotations
 
 from datetime import timedelta
 
+from jangkau.platforms.base import TransientPlatformError
 from jangkau.rebalancer.job import RebalanceOptions
 from jangkau.runtime.times import HOUR, from_timestamp, to_timestamp
-from jangkau.v1 import budget_pb2, sandbox_pb2
+from jangkau.v1 import budget_pb2, common_pb2, sandbox_pb2
 from tests.rebalancer_support import (
     FLIGHT_START,
     SERVICES,
@@ -90,3 +92,61 @@ def test_a_catch_up_run_for_a_missed_hour_leaves_a_later_hours_budgets_in_force(
     assert "already applied" in caught_up.message
     # The missed hour is decided all the same, for the decision log.
     assert FLIGHT_START + 2 * HOUR in decided
+
+
+def black_out(jk, campaign_id, start, end):
+    """A blackout window the buyer adds to the campaign: no spend in [start, end)."""
+    campaign = jk.budget.get_campaign(campaign_id)
+    window = campaign.blackouts.add(reason="debat kandidat")
+    window.range.start.CopyFrom(to_timestamp(start))
+    window.range.end.CopyFrom(to_timestamp(end))
+    jk.budget.update_campaign(campaign, ["blackouts"])
+
+
+class ReportsDown:
+    """The sandbox market's adapter with its reporting down from `down_from` on (the
+    rebalancer's clock); budgets are still pushed."""
+
+    def __init__(self, inner, clock, down_from) -> None:
+        self.inner = inner
+        self.clock = clock
+        self.down_from = down_from
+
+    def __getattr__(self, name: str):
+        return getattr(self.inner, name)
+
+    def fetch_reports(self, campaign, since, until):
+        if self.clock() >= self.down_from:
+            raise TransientPlatformError(common_pb2.META, "reporting: 503 Service Unavailable")
+        return self.inner.fetch_reports(campaign, since, until)
+
+
+def test_a_blackout_starts_with_zeros_pushed_while_the_reports_are_down(start_cluster):
+    cluster = start_cluster(*SERVICES)
+    blackout = FLIGHT_START + 2 * HOUR
+    with campaign_loop(cluster) as loop:
+        black_out(loop.jk, loop.campaign.id, blackout, blackout + 2 * HOUR)
+        (sandbox,) = loop.rb.adapters
+        loop.rb.adapters = [ReportsDown(sandbox, lambda: loop.at[0], blackout)]
+        runs = run_hours(loop.rb, loop.at, 3)
+    in_force = budgets_in_force(cluster, loop.campaign.id, 3)
+    assert sum(in_force[1].values()) > 0
+    assert sum(in_force[2].values()) == 0
+    (first_blacked_out,) = runs[2].campaigns
+    assert first_blacked_out.outcome.value == "applied"
+    assert "reporting: 503 Service Unavailable" in first_blacked_out.message
+
+
+def test_a_blackout_starts_with_zeros_pushed_while_metrics_is_down(start_cluster):
+    cluster = start_cluster(*SERVICES)
+    blackout = FLIGHT_START + 2 * HOUR
+    with campaign_loop(cluster) as loop:
+        black_out(loop.jk, loop.campaign.id, blackout, blackout + 2 * HOUR)
+        run_hours(loop.rb, loop.at, 2)
+        cluster.terminate("metrics")
+        (first_blacked_out,) = run_hours(loop.rb, loop.at, 1, start=blackout)[0].campaigns
+    in_force = budgets_in_force(cluster, loop.campaign.id, 3)
+    assert sum(in_force[1].values()) > 0
+    assert sum(in_force[2].values()) == 0
+    assert first_blacked_out.outcome.value == "applied"
+    assert "blackout: debat kandidat: zeros without a decision" in first_blacked_out.message

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import StrEnum
 
 HOURS_PER_DAY = 24
@@ -89,15 +90,28 @@ def pauses_for_refused_cuts(
     hours make that up while the campaign has budget left. Once the budgets in force
     this hour add up to more than is left of the campaign's (`left_micros`: its budget
     minus its spend so far), it would overspend, so the refused cuts with the most to
-    cut are paused until they do not (the sandbox market never refuses a pause)."""
+    cut are paused until they do not (the sandbox market never refuses a pause). A
+    refused cut to zero was a pause already: it is not pushed again."""
     in_force = sum(hourly_from_daily(d) for d in in_force_daily.values())
     return _largest_cuts_until(
         wanted_daily,
         in_force_daily,
-        refused,
+        [arm for arm in refused if wanted_daily.get(arm, 0) > 0],
         in_force - left_micros,
         lambda arm: hourly_from_daily(in_force_daily[arm]),
     )
+
+
+@dataclass(frozen=True)
+class HourBudgets:
+    """The daily budgets an hour wants on the platforms, by arm: a decision's, or zeros
+    without one (`decision_id` empty) in an hour the campaign may not spend in."""
+
+    decision_id: str
+    period_start: datetime
+    daily: dict[str, int]
+    # What is left of the campaign's budget (its budget minus its spend so far), micros.
+    left_micros: int
 
 
 class Outcome(StrEnum):
@@ -118,6 +132,10 @@ class CampaignRun:
     refused: int = 0
     allocated_micros: int = 0
     arms: dict[str, int] = field(default_factory=dict)
+
+    def note(self, text: str) -> None:
+        """Adds a line to what the run says about the campaign."""
+        self.message = f"{self.message}; {text}" if self.message else text
 
 
 @dataclass

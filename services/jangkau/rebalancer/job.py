@@ -2,7 +2,9 @@
 and ingest them, Rebalance, push the new budgets through the adapters, and record
 what each platform accepted. Fail static: whatever fails for one campaign leaves
 its last applied budgets in place, is logged with the campaign, and the loop goes
-on to the next one."""
+on to the next one; only in an hour the campaign may not spend in (paused, ended,
+outside its flight, in a blackout) are zeros pushed without a decision. A failed
+report pull is logged and caught up by a later run."""
 
 from __future__ import annotations
 
@@ -25,15 +27,17 @@ from jangkau.platforms.base import (
 )
 from jangkau.rebalancer.domain import (
     CampaignRun,
+    HourBudgets,
     Outcome,
     RunSummary,
     daily_from_hourly,
     edits_needed,
+    hourly_from_daily,
     pauses_for_refused_cuts,
 )
 from jangkau.rebalancer.store import RebalancerStore
 from jangkau.runtime.ids import period_seed
-from jangkau.runtime.times import floor_hour, from_timestamp, to_timestamp
+from jangkau.runtime.times import HOUR, floor_hour, from_timestamp, to_timestamp
 from jangkau.v1 import budget_pb2, metrics_pb2
 
 log = logging.getLogger("jangkau.rebalancer")
@@ -68,6 +72,22 @@ def decision_seed(campaign: budget_pb2.Campaign, options: RebalanceOptions) -> i
     if not options.seed:
         return 0
     return period_seed(f"{options.seed}|{campaign.name}", floor_hour(options.at))
+
+
+def zero_reason(campaign: budget_pb2.Campaign, period_start: datetime) -> str | None:
+    """Why the campaign may not spend in the hour at all, whatever a decision says
+    (as the budget service decides it), or None."""
+    if campaign.state != budget_pb2.ACTIVE:
+        return f"campaign {budget_pb2.CampaignState.Name(campaign.state).lower()}"
+    period_end = period_start + HOUR
+    flight = campaign.flight
+    if period_start < from_timestamp(flight.start) or period_end > from_timestamp(flight.end):
+        return "outside the campaign's flight"
+    for window in campaign.blackouts:
+        start, end = from_timestamp(window.range.start), from_timestamp(window.range.end)
+        if start < period_end and period_start < end:
+            return f"blackout: {window.reason or 'no spend in this window'}"
+    return None
 
 
 def to_wire(report: PlatformReport) -> metrics_pb2.HourlyReport:
@@ -177,22 +197,30 @@ class Rebalancer:
         fields = {"campaign_id": campaign.id, "at": options.at.isoformat()}
         try:
             target = self.targets(campaign)
-            run.reports_ingested = self._pull_reports(campaign, target, options)
-            seed = decision_seed(campaign, options)
+            self._pull_reports(campaign, target, options, run)
+            try:
+                hour = self._decide(campaign, options)
+            except grpc.RpcError as exc:
+                # An hour the campaign may not spend in needs no decision: zeros are
+                # pushed even while metrics or budget cannot answer.
+                off = zero_reason(campaign, floor_hour(options.at))
+                if off is None:
+                    raise
+                run.note(f"{off}: zeros without a decision ({exc.code().name}: {exc.details()})")
+                zeros = {arm.id: 0 for arm in campaign.arms}
+                hour = HourBudgets("", floor_hour(options.at), zeros, 0)
+            run.arms = {arm: hourly_from_daily(daily) for arm, daily in hour.daily.items()}
+            run.allocated_micros = sum(run.arms.values())
             if options.dry_run:
-                allocation = self.client.budget.allocate(campaign.id, as_of=options.at, seed=seed)
                 run.outcome = Outcome.DRY_RUN
-                run.allocated_micros = allocation.allocated_micros
-                run.arms = {a.arm_id: a.budget_micros for a in allocation.arms}
-                return run
-            decision = self.client.budget.rebalance(campaign.id, as_of=options.at, seed=seed)
-            self._apply(campaign, target, decision, options, run)
+            else:
+                self._apply(campaign.id, target, hour, options, run)
         except grpc.RpcError as exc:
             run.outcome = Outcome.FAILED
-            run.message = f"{exc.code().name}: {exc.details()}"
+            run.note(f"{exc.code().name}: {exc.details()}")
         except (PlatformError, ValueError) as exc:
             run.outcome = Outcome.FAILED
-            run.message = str(exc)
+            run.note(str(exc))
         if run.outcome is Outcome.FAILED:
             log.error(
                 "campaign failed; last budgets kept",
@@ -205,15 +233,36 @@ class Rebalancer:
             )
         return run
 
+    def _decide(self, campaign: budget_pb2.Campaign, options: RebalanceOptions) -> HourBudgets:
+        """The hour's budgets as the budget service decides and records them (on a
+        dry run, as it would decide them, recording nothing)."""
+        seed = decision_seed(campaign, options)
+        if options.dry_run:
+            decision_id = ""
+            allocation = self.client.budget.allocate(campaign.id, as_of=options.at, seed=seed)
+        else:
+            decision = self.client.budget.rebalance(campaign.id, as_of=options.at, seed=seed)
+            decision_id, allocation = decision.id, decision.allocation
+        return HourBudgets(
+            decision_id,
+            from_timestamp(allocation.period.start),
+            {a.arm_id: daily_from_hourly(a.budget_micros) for a in allocation.arms},
+            allocation.remaining_budget_micros,
+        )
+
     def _pull_reports(
-        self, campaign: budget_pb2.Campaign, target: CampaignTarget, options: RebalanceOptions
-    ) -> int:
+        self,
+        campaign: budget_pb2.Campaign,
+        target: CampaignTarget,
+        options: RebalanceOptions,
+        run: CampaignRun,
+    ) -> None:
         """Pulls each adapter's reports since its last pull (minus the restatement
         window) up to the current hour, and ingests them. The pull mark moves only
-        after metrics acknowledged every batch, so a failed run is caught up later."""
+        after metrics acknowledged every batch, so a failed pull is caught up later;
+        it is logged and noted with the run, and the rebalance goes on without it."""
         until = min(floor_hour(options.at), from_timestamp(campaign.flight.end))
         flight_start = floor_hour(from_timestamp(campaign.flight.start))
-        total = 0
         for adapter in self.adapters:
             if not target.arms_on(adapter.platforms):
                 continue
@@ -224,15 +273,29 @@ class Rebalancer:
                 since = max(flight_start, last - timedelta(hours=options.restatement_hours))
             if until <= since:
                 continue
-            reports = adapter.fetch_reports(target, since, until)
-            if options.dry_run:
+            try:
+                reports = adapter.fetch_reports(target, since, until)
+                if options.dry_run:
+                    continue
+                if reports:
+                    label = f"{campaign.id}@{until:%Y%m%dT%H}"
+                    self.client.metrics.ingest_reports(batches(reports, label))
+            except grpc.RpcError as exc:
+                self._not_pulled(campaign.id, key, f"{exc.code().name}: {exc.details()}", run)
                 continue
-            if reports:
-                label = f"{campaign.id}@{until:%Y%m%dT%H}"
-                self.client.metrics.ingest_reports(batches(reports, label))
+            except PlatformError as exc:
+                self._not_pulled(campaign.id, key, str(exc), run)
+                continue
             self.store.record_pull(options.tenant, campaign.id, key, until)
-            total += len(reports)
-        return total
+            run.reports_ingested += len(reports)
+
+    @staticmethod
+    def _not_pulled(campaign_id: str, platforms: str, error: str, run: CampaignRun) -> None:
+        log.warning(
+            "reports not pulled",
+            extra={"fields": {"campaign_id": campaign_id, "platforms": platforms, "error": error}},
+        )
+        run.note(f"reports of platforms {platforms} not pulled: {error}")
 
     def _push(
         self, target: CampaignTarget, daily_budgets: dict[str, int]
@@ -267,17 +330,15 @@ class Rebalancer:
 
     def _apply(
         self,
-        campaign: budget_pb2.Campaign,
+        campaign_id: str,
         target: CampaignTarget,
-        decision: budget_pb2.Decision,
+        hour: HourBudgets,
         options: RebalanceOptions,
         run: CampaignRun,
     ) -> None:
-        allocation = decision.allocation
-        period_start = from_timestamp(allocation.period.start)
-        run.allocated_micros = allocation.allocated_micros
-        run.arms = {a.arm_id: a.budget_micros for a in allocation.arms}
-        applied, latest = self.store.applied_hours(options.tenant, campaign.id, period_start)
+        """Pushes the hour's budgets and records what the platforms accepted."""
+        period_start = hour.period_start
+        applied, latest = self.store.applied_hours(options.tenant, campaign_id, period_start)
         if applied:
             run.outcome = Outcome.REPLAYED
             return
@@ -285,16 +346,14 @@ class Rebalancer:
         # hour) must not put that hour's budgets over the later ones in force.
         if latest is not None and latest > period_start:
             run.outcome = Outcome.SKIPPED
-            run.message = f"not pushed: the later hour {latest.isoformat()} is already applied"
+            run.note(f"not pushed: the later hour {latest.isoformat()} is already applied")
             return
-        wanted = {a.arm_id: daily_from_hourly(a.budget_micros) for a in allocation.arms}
-        last = self.store.last_applied(options.tenant, campaign.id)
+        wanted = hour.daily
+        last = self.store.last_applied(options.tenant, campaign_id)
         changes = edits_needed(wanted, last, options.min_edit_percent)
         accepted, refused = self._push(target, changes)
         in_force = {arm: accepted.get(arm, last.get(arm, 0)) for arm in wanted}
-        pauses = pauses_for_refused_cuts(
-            wanted, in_force, refused, allocation.remaining_budget_micros
-        )
+        pauses = pauses_for_refused_cuts(wanted, in_force, refused, hour.left_micros)
         if pauses:
             paused, still_refused = self._push(target, dict.fromkeys(pauses, 0))
             accepted.update(paused)
@@ -304,8 +363,8 @@ class Rebalancer:
                 refused[arm] += f"; pausing it was refused too: {message}"
         self.store.record_applied(
             options.tenant,
-            campaign.id,
-            decision.id,
+            campaign_id,
+            hour.decision_id,
             period_start,
             accepted,
             len(refused),
@@ -314,6 +373,7 @@ class Rebalancer:
         run.edits = len(accepted)
         run.refused = len(refused)
         if refused:
-            run.message = "refused: " + "; ".join(
-                f"{arm}: {message}" for arm, message in list(refused.items())[:5]
+            run.note(
+                "refused: "
+                + "; ".join(f"{arm}: {message}" for arm, message in list(refused.items())[:5])
             )
