@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from jangkau.rebalancer.domain import daily_from_hourly, edits_needed, pauses_for_refused_cuts
+from jangkau.rebalancer.domain import (
+    ArmBounds,
+    daily_from_hourly,
+    edits_needed,
+    pauses_for_refused_cuts,
+)
+from jangkau.rebalancer.job import arm_bounds
+from jangkau.v1 import budget_pb2, common_pb2
 
 
 def test_an_hourly_budget_becomes_a_daily_rate():
@@ -94,3 +101,34 @@ def test_a_refused_pause_is_not_pushed_again():
     # a's pause (a blackout's zero) was refused: pausing it is what was refused.
     wanted, in_force = daily(a=0, b=0), daily(a=100, b=0)
     assert pauses_for_refused_cuts(wanted, in_force, ["a"], left_micros=0) == []
+
+
+def test_a_small_change_is_pushed_when_the_amount_in_force_is_above_the_arms_maximum():
+    # The buyer lowered a's maximum to 95 an hour: the amount in force, 100, is above
+    # it, though the decision's 95 is within 10 % of it (and b's rise balances it out).
+    wanted, in_force = daily(a=95, b=105), daily(a=100, b=100)
+    bounds = {"a": ArmBounds(max_daily=daily_from_hourly(95))}
+    assert edits_needed(wanted, in_force, 10, bounds) == {"a": wanted["a"]}
+
+
+def test_a_small_change_is_pushed_when_the_amount_in_force_is_below_the_arms_minimum():
+    wanted, in_force = daily(a=100), daily(a=95)
+    bounds = {"a": ArmBounds(min_daily=daily_from_hourly(100))}
+    assert edits_needed(wanted, in_force, 10, bounds) == wanted
+    assert edits_needed(wanted, in_force, 10) == {}
+
+
+def test_an_arms_bounds_are_its_own_and_its_platforms_held_for_a_day():
+    campaign = budget_pb2.Campaign(
+        arms=[
+            budget_pb2.Arm(id="a", platform=common_pb2.META, min_micros_per_period=10),
+            budget_pb2.Arm(id="b", platform=common_pb2.GOOGLE, max_micros_per_period=50),
+        ],
+        platform_minimums=[
+            budget_pb2.PlatformMinimum(platform=common_pb2.GOOGLE, min_daily_micros=1)
+        ],
+    )
+    assert arm_bounds(campaign) == {
+        "a": ArmBounds(min_daily=240),
+        "b": ArmBounds(min_daily=1, max_daily=1_200),
+    }

@@ -22,10 +22,23 @@ def hourly_from_daily(daily_micros: int) -> int:
     return daily_micros // HOURS_PER_DAY
 
 
+@dataclass(frozen=True)
+class ArmBounds:
+    """The daily budgets an arm that is on may hold: at least its minimum (the arm's
+    own or its platform's), at most its maximum (None: no maximum)."""
+
+    min_daily: int = 0
+    max_daily: int | None = None
+
+    def hold(self, daily: int) -> bool:
+        return self.min_daily <= daily and (self.max_daily is None or daily <= self.max_daily)
+
+
 def edits_needed(
     wanted_daily: Mapping[str, int],
     last_applied: Mapping[str, int],
     min_edit_percent: float = 0.0,
+    bounds: Mapping[str, ArmBounds] | None = None,
 ) -> dict[str, int]:
     """Arms whose platform budget must change. Every edit counts against a platform's
     learning phase (Meta resets it on a significant edit; TikTok advises few, small
@@ -34,16 +47,21 @@ def edits_needed(
     allocated (the campaign would overspend): then the cuts with the most to cut
     are pushed until they do not. Always pushed: an arm never set (even to 0, which
     pauses whatever the platform holds, so no arm runs on a budget jangkau did not
-    choose), and turning an arm on or off."""
+    choose), turning an arm on or off, and a change from an amount outside the arm's
+    `bounds` (its minimum or maximum changed since it was set)."""
     edits = {}
     left: dict[str, int] = {}  # arm -> the amount in force, left despite a small change
+    bounds = bounds or {}
     for arm, daily in wanted_daily.items():
         current = last_applied.get(arm)
         if (
             current is None
             or (current == 0) != (daily == 0)
             or current != daily
-            and abs(daily - current) * 100 > min_edit_percent * current
+            and (
+                abs(daily - current) * 100 > min_edit_percent * current
+                or not bounds.get(arm, ArmBounds()).hold(current)
+            )
         ):
             edits[arm] = daily
         elif current != daily:

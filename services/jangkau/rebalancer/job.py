@@ -26,6 +26,7 @@ from jangkau.platforms.base import (
     PlatformReport,
 )
 from jangkau.rebalancer.domain import (
+    ArmBounds,
     CampaignRun,
     HourBudgets,
     Outcome,
@@ -88,6 +89,19 @@ def zero_reason(campaign: budget_pb2.Campaign, period_start: datetime) -> str | 
         if start < period_end and period_start < end:
             return f"blackout: {window.reason or 'no spend in this window'}"
     return None
+
+
+def arm_bounds(campaign: budget_pb2.Campaign) -> dict[str, ArmBounds]:
+    """Each arm's daily bounds: its own per-hour minimum and maximum held for a day,
+    and its platform's minimum daily budget."""
+    platform_min = {m.platform: m.min_daily_micros for m in campaign.platform_minimums}
+    return {
+        arm.id: ArmBounds(
+            max(daily_from_hourly(arm.min_micros_per_period), platform_min.get(arm.platform, 0)),
+            daily_from_hourly(arm.max_micros_per_period) if arm.max_micros_per_period else None,
+        )
+        for arm in campaign.arms
+    }
 
 
 def to_wire(report: PlatformReport) -> metrics_pb2.HourlyReport:
@@ -214,7 +228,7 @@ class Rebalancer:
             if options.dry_run:
                 run.outcome = Outcome.DRY_RUN
             else:
-                self._apply(campaign.id, target, hour, options, run)
+                self._apply(campaign, target, hour, options, run)
         except grpc.RpcError as exc:
             run.outcome = Outcome.FAILED
             run.note(f"{exc.code().name}: {exc.details()}")
@@ -330,7 +344,7 @@ class Rebalancer:
 
     def _apply(
         self,
-        campaign_id: str,
+        campaign: budget_pb2.Campaign,
         target: CampaignTarget,
         hour: HourBudgets,
         options: RebalanceOptions,
@@ -338,7 +352,7 @@ class Rebalancer:
     ) -> None:
         """Pushes the hour's budgets and records what the platforms accepted."""
         period_start = hour.period_start
-        applied, latest = self.store.applied_hours(options.tenant, campaign_id, period_start)
+        applied, latest = self.store.applied_hours(options.tenant, campaign.id, period_start)
         if applied:
             run.outcome = Outcome.REPLAYED
             return
@@ -349,8 +363,8 @@ class Rebalancer:
             run.note(f"not pushed: the later hour {latest.isoformat()} is already applied")
             return
         wanted = hour.daily
-        last = self.store.last_applied(options.tenant, campaign_id)
-        changes = edits_needed(wanted, last, options.min_edit_percent)
+        last = self.store.last_applied(options.tenant, campaign.id)
+        changes = edits_needed(wanted, last, options.min_edit_percent, arm_bounds(campaign))
         accepted, refused = self._push(target, changes)
         in_force = {arm: accepted.get(arm, last.get(arm, 0)) for arm in wanted}
         pauses = pauses_for_refused_cuts(wanted, in_force, refused, hour.left_micros)
@@ -363,7 +377,7 @@ class Rebalancer:
                 refused[arm] += f"; pausing it was refused too: {message}"
         self.store.record_applied(
             options.tenant,
-            campaign_id,
+            campaign.id,
             hour.decision_id,
             period_start,
             accepted,
