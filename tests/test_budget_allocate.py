@@ -132,22 +132,36 @@ def test_a_blackout_hour_gives_every_arm_zero_with_the_reason(shared_stack, audi
     assert all("debat kandidat" in a.reason for a in got.arms)
 
 
-def test_the_quiet_period_gives_a_political_campaign_zero(shared_stack, audience_id):
+@pytest.mark.parametrize(
+    ("time_zone", "local_midnight_utc"),
+    [
+        ("Asia/Jakarta", datetime(2024, 11, 23, 17, tzinfo=UTC)),
+        ("Asia/Makassar", datetime(2024, 11, 23, 16, tzinfo=UTC)),
+        ("Asia/Jayapura", datetime(2024, 11, 23, 15, tzinfo=UTC)),
+    ],
+)
+def test_the_quiet_period_and_voting_day_give_a_political_campaign_zero_in_its_zone(
+    shared_stack, audience_id, time_zone, local_midnight_utc
+):
     msg = wire_campaign(
         [audience_id],
         kind=common_pb2.POLITICAL,
         political_authorization=True,
+        time_zone=time_zone,
         flight=common_pb2.TimeRange(
             start=to_timestamp(datetime(2024, 11, 1, tzinfo=UTC)),
-            end=to_timestamp(datetime(2024, 11, 28, tzinfo=UTC)),
+            end=to_timestamp(datetime(2024, 11, 30, tzinfo=UTC)),
         ),
     )
     c = create(shared_stack, msg)
-    quiet = allocate(shared_stack, c.id, datetime(2024, 11, 25, 3, tzinfo=UTC))
-    before = allocate(shared_stack, c.id, datetime(2024, 11, 23, 16, tzinfo=UTC))
-    assert quiet.allocated_micros == 0
-    assert "masa tenang" in quiet.reason
+    # 23:00 WIT on 23 Nov, the last hour campaign ads are allowed in every zone.
+    before = allocate(shared_stack, c.id, datetime(2024, 11, 23, 14, tzinfo=UTC))
+    first_quiet_hour = allocate(shared_stack, c.id, local_midnight_utc)
+    voting_day_noon = allocate(shared_stack, c.id, local_midnight_utc + 3 * 24 * HOUR + 12 * HOUR)
     assert before.allocated_micros > 0
+    for quiet in (first_quiet_hour, voting_day_noon):
+        assert quiet.allocated_micros == 0
+        assert "masa tenang" in quiet.reason
 
 
 def test_ineligible_arms_get_zero_with_the_platform_reason(shared_stack, audience_id):

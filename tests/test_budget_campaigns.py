@@ -293,8 +293,8 @@ def test_political_campaign_crossing_the_quiet_period_gets_the_preset_blackout(
     )
     created = create(shared_stack, msg)
     (window,) = created.blackouts
-    assert from_timestamp(window.range.start) == datetime(2024, 11, 23, 17, tzinfo=UTC)
-    assert from_timestamp(window.range.end) == datetime(2024, 11, 26, 17, tzinfo=UTC)
+    assert from_timestamp(window.range.start) == datetime(2024, 11, 23, 15, tzinfo=UTC)
+    assert from_timestamp(window.range.end) == datetime(2024, 11, 27, 17, tzinfo=UTC)
     assert "masa tenang" in window.reason
 
 

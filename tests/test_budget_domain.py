@@ -61,10 +61,65 @@ def decide(c, period_start, *, spend=0, previous=None, policy=even_policy, audie
 # ------------------------------------------------------------------ blackouts
 
 
-def test_quiet_period_preset_is_24_to_26_november_wib_in_utc():
+def test_quiet_period_preset_runs_from_24_november_wit_to_the_end_of_voting_day_wib():
     q = domain.PILKADA_2024_QUIET_PERIOD
-    assert q.start == datetime(2024, 11, 23, 17, tzinfo=UTC)
-    assert q.end == datetime(2024, 11, 26, 17, tzinfo=UTC)
+    assert q.start == datetime(2024, 11, 23, 15, tzinfo=UTC)
+    assert q.end == datetime(2024, 11, 27, 17, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("time_zone", "offset_hours"),
+    [("Asia/Jakarta", 7), ("Asia/Makassar", 8), ("Asia/Jayapura", 9)],
+)
+@pytest.mark.parametrize(
+    "local_moment",
+    [datetime(2024, 11, 24, 0, 30), datetime(2024, 11, 27, 12), datetime(2024, 11, 27, 23, 30)],
+    ids=["first quiet hour", "voting day noon", "last hour of voting day"],
+)
+def test_political_campaign_spends_nothing_from_24_to_27_november_in_its_own_zone(
+    time_zone, offset_hours, local_moment
+):
+    c = campaign(
+        kind=CampaignKind.POLITICAL,
+        political_authorization=True,
+        time_zone=time_zone,
+        flight_start=datetime(2024, 11, 20, tzinfo=UTC),
+        flight_end=datetime(2024, 11, 30, tzinfo=UTC),
+    )
+    c = replace(c, blackouts=domain.with_default_blackouts(c))
+    moment = local_moment.replace(tzinfo=UTC) - timedelta(hours=offset_hours)
+    got = decide(c, moment.replace(minute=0))
+    assert got.allocated_micros == 0
+    assert "masa tenang" in got.reason
+
+
+def test_political_campaign_spends_again_the_day_after_voting_day():
+    c = campaign(
+        kind=CampaignKind.POLITICAL,
+        political_authorization=True,
+        flight_start=datetime(2024, 11, 20, tzinfo=UTC),
+        flight_end=datetime(2024, 11, 30, tzinfo=UTC),
+    )
+    c = replace(c, blackouts=domain.with_default_blackouts(c))
+    assert decide(c, datetime(2024, 11, 27, 17, tzinfo=UTC)).allocated_micros > 0
+
+
+def test_a_campaign_stored_with_the_earlier_preset_is_planned_with_the_current_one():
+    earlier = BlackoutWindow(
+        datetime(2024, 11, 23, 17, tzinfo=UTC),
+        datetime(2024, 11, 26, 17, tzinfo=UTC),
+        "Pilkada 2024 masa tenang (quiet period), 24-26 Nov 2024 WIB",
+    )
+    c = campaign(
+        kind=CampaignKind.POLITICAL,
+        political_authorization=True,
+        flight_start=datetime(2024, 11, 20, tzinfo=UTC),
+        flight_end=datetime(2024, 11, 30, tzinfo=UTC),
+        blackouts=(earlier,),
+    )
+    plan = domain.plan_campaign(c, {"aud_a": facts()})
+    assert plan.blackouts == (domain.PILKADA_2024_QUIET_PERIOD,)
+    assert decide(c, datetime(2024, 11, 27, 3, tzinfo=UTC)).allocated_micros == 0
 
 
 def test_political_campaign_crossing_the_quiet_period_gets_it_clipped_to_the_flight():
@@ -74,7 +129,7 @@ def test_political_campaign_crossing_the_quiet_period_gets_it_clipped_to_the_fli
         flight_end=datetime(2024, 11, 25, tzinfo=UTC),
     )
     (window,) = domain.with_default_blackouts(c)
-    assert window.start == datetime(2024, 11, 23, 17, tzinfo=UTC)
+    assert window.start == datetime(2024, 11, 23, 15, tzinfo=UTC)
     assert window.end == datetime(2024, 11, 25, tzinfo=UTC)
     assert "masa tenang" in window.reason
 

@@ -41,7 +41,8 @@ from jangkau.runtime.ids import new_id
 
 HOUR = timedelta(hours=1)
 RUPIAH = 1_000_000
-QUIET = (datetime(2024, 11, 23, 17, tzinfo=UTC), datetime(2024, 11, 26, 17, tzinfo=UTC))
+# 24 Nov 00:00 WIT to 28 Nov 00:00 WIB: the quiet period and voting day in every zone.
+QUIET = (datetime(2024, 11, 23, 15, tzinfo=UTC), datetime(2024, 11, 27, 17, tzinfo=UTC))
 WIB = timedelta(hours=7)
 
 

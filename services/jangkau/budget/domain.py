@@ -215,19 +215,30 @@ class AudienceFacts:
 # ------------------------------------------------------------------ calendar presets
 
 WIB = timezone(timedelta(hours=7), "WIB")
+WIT = timezone(timedelta(hours=9), "WIT")
 
-PILKADA_2024_QUIET_REASON = "Pilkada 2024 masa tenang (quiet period), 24-26 Nov 2024 WIB"
-# 24 Nov 00:00 WIB to 27 Nov 00:00 WIB (voting day), as UTC.
+PILKADA_2024_QUIET_REASON = (
+    "Pilkada 2024 masa tenang (quiet period) and voting day, 24-27 Nov 2024 local time"
+)
+# Reasons a stored preset carries: this one, and the one of the preset that ended
+# before voting day and started at 00:00 WIB (campaigns stored before are re-derived).
+_PRESET_REASONS = frozenset(
+    {PILKADA_2024_QUIET_REASON, "Pilkada 2024 masa tenang (quiet period), 24-26 Nov 2024 WIB"}
+)
+# No campaign ads from the quiet period's first day (24 Nov) to the end of voting day
+# (27 Nov) in the voters' local time, wherever they are: from 00:00 WIT, the earliest
+# of the three Indonesian zones, to 24:00 WIB, the latest. A campaign's time_zone is
+# not trusted for this (it defaults to WIB and only shapes hourly profiles).
 PILKADA_2024_QUIET_PERIOD = BlackoutWindow(
-    start=datetime(2024, 11, 24, tzinfo=WIB).astimezone(UTC),
-    end=datetime(2024, 11, 27, tzinfo=WIB).astimezone(UTC),
+    start=datetime(2024, 11, 24, tzinfo=WIT).astimezone(UTC),
+    end=datetime(2024, 11, 28, tzinfo=WIB).astimezone(UTC),
     reason=PILKADA_2024_QUIET_REASON,
 )
 
 
 def _is_preset(window: BlackoutWindow) -> bool:
     q = PILKADA_2024_QUIET_PERIOD
-    return window.reason == q.reason and q.start <= window.start and window.end <= q.end
+    return window.reason in _PRESET_REASONS and q.start <= window.start and window.end <= q.end
 
 
 def without_presets(blackouts: tuple[BlackoutWindow, ...]) -> tuple[BlackoutWindow, ...]:
@@ -830,7 +841,8 @@ def plan_campaign(campaign: Campaign, facts: Mapping[str, AudienceFacts]) -> Cam
         CoverageFloorSpec(f.name, tuple(index[a] for a in f.arm_ids), f.min_share)
         for f in campaign.coverage_floors
     )
-    blackouts = campaign.blackouts
+    # Derived again: a campaign stored under an earlier preset gets the current one.
+    blackouts = with_default_blackouts(campaign)
     return CampaignPlan(
         campaign=campaign,
         blackouts=blackouts,

@@ -421,7 +421,8 @@ class Campaign(_message.Message):
     @_builtins.property
     def blackouts(self) -> _containers.RepeatedCompositeFieldContainer[Global___BlackoutWindow]:
         """Blackout windows. POLITICAL campaigns whose flight crosses the Pilkada 2024
-        quiet period (24–26 Nov 2024 WIB) get it added (clipped to the flight, reason
+        quiet period and voting day (24–27 Nov 2024 local time in every Indonesian zone:
+        24 Nov 00:00 WIT to 28 Nov 00:00 WIB) get it added (clipped to the flight, reason
         starting "Pilkada 2024 masa tenang") unless `skip_default_blackouts` is set.
         An hour that overlaps a window gets no budget.
         """
