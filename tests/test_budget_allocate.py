@@ -233,8 +233,10 @@ def test_infeasible_constraints_answer_failed_precondition_naming_the_conflict(
     shared_stack, audience_id
 ):
     msg = wire_campaign([audience_id], kind=common_pb2.POLITICAL, political_authorization=True)
-    msg.arms.add(id="tiktok-0", platform=common_pb2.TIKTOK, audience_id=audience_id)
-    msg.coverage_floors.add(name="rural", arm_ids=["tiktok-0"], min_share=0.3)
+    msg.arms.add(
+        id="x-0", platform=common_pb2.X, audience_id=audience_id, max_micros_per_period=RUPIAH
+    )
+    msg.coverage_floors.add(name="rural", arm_ids=["x-0"], min_share=0.3)
     c = create(shared_stack, msg)
     err = rpc_error(lambda: allocate(shared_stack, c.id, in_flight(5)))
     assert err.code() == grpc.StatusCode.FAILED_PRECONDITION
@@ -425,6 +427,26 @@ def test_an_arm_whose_audience_was_deleted_gets_zero_at_the_next_rebalance(share
     for arm in after.arms:
         assert arm.bound == budget_pb2.BOUND_INELIGIBLE
         assert arm.reason == f"not eligible: audience {audience} no longer exists"
+
+
+def test_a_floor_whose_only_arm_lost_its_audience_is_dropped_and_the_rest_rebalanced(
+    shared_stack,
+):
+    kept = demographic_audience(shared_stack, name="Jabar dewasa")
+    deleted = demographic_audience(shared_stack, name="Jabar muda, deleted later")
+    msg = wire_campaign([kept, deleted], kind=common_pb2.POLITICAL, political_authorization=True)
+    msg.coverage_floors.add(name="muda", arm_ids=["meta-1"], min_share=0.3)
+    c = create(shared_stack, msg)
+    assert budgets(rebalance(shared_stack, c.id, in_flight(5)).allocation)["meta-1"] > 0
+    shared_stack.audience_stub().DeleteAudience(
+        audience_pb2.DeleteAudienceRequest(audience_id=deleted), metadata=md(), timeout=5
+    )
+    after = rebalance(shared_stack, c.id, in_flight(6)).allocation
+    arms = {a.arm_id: a for a in after.arms}
+    assert arms["meta-1"].budget_micros == 0
+    assert arms["meta-1"].bound == budget_pb2.BOUND_INELIGIBLE
+    assert "coverage floor 'muda' dropped" in arms["meta-1"].reason
+    assert arms["meta-0"].budget_micros > 0
 
 
 def test_with_the_audience_service_down_a_rebalance_decides_on_the_stored_audiences(stack):

@@ -58,6 +58,8 @@ def broken_rules(
             if not allowed:
                 found.append(f"{arm.arm_id}: outside the change limit of {prev}")
     for floor in floors:
+        if not any(arms[i].eligible for i in floor.arm_indices):
+            continue  # dropped: a floor of ineligible arms cannot be met
         got = sum(budgets[i] for i in set(floor.arm_indices))
         if got < floor.min_share * budget - 1e-6:
             found.append(f"floor {floor.name}: {got} < {floor.min_share} of {budget}")
@@ -258,6 +260,34 @@ def test_coverage_floor_raises_its_arms() -> None:
     assert result.arms[1].budget_micros == 300_000_000
     assert result.arms[1].bound == "coverage_floor"
     assert "rural" in result.arms[1].reason
+
+
+def test_floor_whose_arms_are_all_ineligible_is_dropped_and_says_so() -> None:
+    arms = [
+        ArmSpec("urban"),
+        ArmSpec("rural-a", eligible=False, reason="audience aud_1 no longer exists"),
+        ArmSpec("rural-b", eligible=False, reason="TikTok bans paid political ads"),
+    ]
+    floors = (CoverageFloorSpec("rural", (1, 2), 0.3),)
+    result = allocate(arms, Evidence.empty(3), BUDGET, PolicySettings(), 6, floors)
+    assert [a.budget_micros for a in result.arms] == [BUDGET, 0, 0]
+    for decision in result.arms[1:]:
+        assert decision.bound == "ineligible"
+        assert "coverage floor 'rural' dropped: none of its arms is eligible" in decision.reason
+    assert violations(arms, [BUDGET, 0, 0], BUDGET, PolicySettings(), floors) == []
+
+
+def test_floor_with_one_eligible_arm_left_is_met_by_it() -> None:
+    arms = [
+        ArmSpec("urban", prior_theta=100.0, prior_kappa_micros=1e10),
+        ArmSpec("rural-a", eligible=False, reason="audience aud_1 no longer exists"),
+        ArmSpec("rural-b", prior_theta=0.1, prior_kappa_micros=1e8),
+    ]
+    floors = (CoverageFloorSpec("rural", (1, 2), 0.3),)
+    rules = PolicySettings(exploration_floor=0.0)
+    result = allocate(arms, Evidence.empty(3), BUDGET, rules, 6, floors)
+    assert [a.budget_micros for a in result.arms] == [700_000_000, 0, 300_000_000]
+    assert "dropped" not in result.arms[1].reason
 
 
 def test_floor_beyond_its_arms_maxima_is_refused_by_name() -> None:

@@ -333,10 +333,12 @@ def test_one_broken_campaign_does_not_stop_the_others(start_cluster):
     with client(cluster) as jk:
         good = create_campaign(jk, "Pilbup A")
         broken = create_campaign(jk, "Pilbup B")
-        # Half of every hour's spend must go to an arm TikTok's policy keeps at zero:
-        # no split can hold.
-        broken.coverage_floors.add(name="tiktok", arm_ids=["tiktok-muda"], min_share=0.5)
-        jk.budget.update_campaign(broken, ["coverage_floors"])
+        # Half of every hour's spend must go to an arm capped at Rp 1 an hour: no split
+        # can hold.
+        capped = next(a for a in broken.arms if a.id == "x-dewasa")
+        capped.max_micros_per_period = 1_000_000
+        broken.coverage_floors.add(name="dewasa", arm_ids=["x-dewasa"], min_share=0.5)
+        jk.budget.update_campaign(broken, ["arms", "coverage_floors"])
     result = rebalance_command(cluster, FLIGHT_START + timedelta(minutes=5))
     assert result.returncode == 1, result.stderr
     outcomes = {c["campaign_id"]: c for c in json.loads(result.stdout)["campaigns"]}

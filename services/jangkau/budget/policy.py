@@ -48,7 +48,10 @@ Constraint rules (in order of precedence; `violations` checks exactly these):
   (band above it). prev = 0 (the arm was off) or None (first decision) → no limit:
   a stopped arm has no delivery or learning phase to protect, and after a blackout every
   arm restarts from 0;
-- coverage floors: the arms of a floor together get at least ⌈min_share·budget⌉;
+- coverage floors: the arms of a floor together get at least ⌈min_share·budget⌉; a floor
+  none of whose arms is eligible (audience deleted, platform banned) is dropped, said so in
+  its arms' reasons: it cannot be met, and refusing every split would leave the arms'
+  old budgets in force;
 - total: the sum never exceeds the period budget.
 
 The exploration floor is the policy's own wish, not a constraint: every eligible arm
@@ -598,7 +601,7 @@ class Limits:
     has_band: np.ndarray  # bool (A,)
     band_lo: np.ndarray  # int64 (A,)
     band_hi: np.ndarray  # int64 (A,)
-    floors: tuple[FloorNeed, ...]
+    floors: tuple[FloorNeed, ...]  # the floors in force (not dropped)
     off_reason: tuple[str, ...]  # why an arm that is not on_ok is off
 
 
@@ -630,8 +633,10 @@ def _on_range(
 
 
 def _floor_needs(
-    floors: Sequence[CoverageFloorSpec], n_arms: int, budget: int
-) -> tuple[FloorNeed, ...]:
+    floors: Sequence[CoverageFloorSpec], eligible: np.ndarray, budget: int
+) -> tuple[tuple[FloorNeed, ...], tuple[FloorNeed, ...]]:
+    """(in force, dropped): a floor none of whose arms is eligible is dropped."""
+    n_arms = eligible.size
     needs = []
     for floor in floors:
         members = np.unique(np.asarray(floor.arm_indices, dtype=np.int64))
@@ -644,7 +649,8 @@ def _floor_needs(
         needs.append(
             FloorNeed(floor.name, members, floor.min_share, math.ceil(floor.min_share * budget))
         )
-    return tuple(needs)
+    in_force = tuple(f for f in needs if eligible[f.members].any())
+    return in_force, tuple(f for f in needs if not eligible[f.members].any())
 
 
 def _least_group_spend(lo: np.ndarray, hi: np.ndarray, need: int) -> tuple[int, np.ndarray]:
@@ -697,7 +703,12 @@ def compile_limits(
     lo = np.where(on_ok, lo, 0)
     hi = np.where(on_ok, hi, 0)
 
-    floors = _floor_needs(coverage_floors, n_arms, budget)
+    floors, dropped = _floor_needs(coverage_floors, eligible, budget)
+    for floor in dropped:
+        for i in floor.members.tolist():
+            off_reason[i] += (
+                f"; coverage floor '{floor.name}' dropped: none of its arms is eligible"
+            )
     least = []
     for floor in floors:
         able = floor.members[on_ok[floor.members]]
@@ -793,7 +804,7 @@ def violations(
     report(on & (x < mins), "below its minimum")
     report(on & (x > maxs), "above its maximum")
     report(on & has_band & ((x < lo) | (x > hi)), "outside the change limit")
-    for floor in _floor_needs(coverage_floors, n_arms, int(period_budget_micros)):
+    for floor in _floor_needs(coverage_floors, table.eligible, int(period_budget_micros))[0]:
         got = int(x[floor.members].sum())
         if got < floor.need_micros:
             found.append(f"coverage floor '{floor.name}': {got} < {floor.need_micros} micros")

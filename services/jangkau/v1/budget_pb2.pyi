@@ -295,7 +295,9 @@ Global___PlatformMinimum: _TypeAlias = PlatformMinimum  # noqa: Y015
 @_typing.final
 class CoverageFloor(_message.Message):
     """A minimum share of each period's spend for a group of arms, so that
-    low-connectivity or rural regions are not starved.
+    low-connectivity or rural regions are not starved. A floor none of whose arms
+    is eligible (audience deleted, platform policy) is dropped for the period, as
+    its arms' reasons say, so the other arms are still allocated.
     """
 
     DESCRIPTOR: _descriptor.Descriptor
