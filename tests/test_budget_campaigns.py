@@ -142,6 +142,8 @@ VALIDATION_RULES: dict[str, tuple[Mutation, str]] = {
         "campaign.flight",
     ),
     "unknown time zone": (_attr("time_zone", "Mars/Olympus"), "campaign.time_zone"),
+    "time zone too long for a file name": (_attr("time_zone", "a" * 5000), "campaign.time_zone"),
+    "time zone naming a folder of zones": (_attr("time_zone", "Asia"), "campaign.time_zone"),
     "blackout outside the flight": (
         _blackout(FLIGHT_END, FLIGHT_END + timedelta(days=1)),
         "campaign.blackouts[0].range",
@@ -327,6 +329,15 @@ def test_update_validates_dates_in_order(shared_stack, audience_id):
     err = rpc_error(lambda: update(shared_stack, change, ["flight"]))
     assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert err.details().startswith("campaign.flight.end:")
+
+
+@pytest.mark.parametrize("time_zone", ["a" * 5000, "Asia", "Asia/Jakarta\x00"])
+def test_update_refuses_a_time_zone_that_names_no_zone(shared_stack, audience_id, time_zone):
+    created = create(shared_stack, wire_campaign([audience_id]))
+    change = budget_pb2.Campaign(id=created.id, time_zone=time_zone)
+    err = rpc_error(lambda: update(shared_stack, change, ["time_zone"]))
+    assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert err.details().startswith("campaign.time_zone:")
 
 
 def test_update_validates_unknown_audiences(shared_stack, audience_id):

@@ -462,7 +462,8 @@ def zone(name: str) -> tzinfo | None:
     """The tzinfo of an IANA name, or None when unknown."""
     try:
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    # OSError: a name too long for a file name, or one naming a folder of zones ("Asia").
+    except (ZoneInfoNotFoundError, ValueError, OSError):
         return _FIXED_ZONES.get(name)
 
 
