@@ -4,6 +4,7 @@ quiet-period preset, tenancy and authentication on every RPC, and a restart."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
@@ -177,6 +178,8 @@ VALIDATION_RULES: dict[str, tuple[Mutation, str]] = {
         "campaign.arms[0].max_micros_per_period",
     ),
     "negative value weight": (_arm0(value_weight=-1.0), "campaign.arms[0].value_weight"),
+    "value weight absurd": (_arm0(value_weight=1e308), "campaign.arms[0].value_weight"),
+    "value weight not a number": (_arm0(value_weight=math.nan), "campaign.arms[0].value_weight"),
     "creative too long": (_arm0(creative="x" * 101), "campaign.arms[0].creative"),
     "platform minimum unspecified": (
         _minimum(0, RUPIAH),
@@ -220,6 +223,14 @@ VALIDATION_RULES: dict[str, tuple[Mutation, str]] = {
         _profile(budget_pb2.HOURLY_PROFILE, [1.0] * 23 + [-1.0]),
         "campaign.pacing.hourly_profile",
     ),
+    "hourly profile weight absurd": (
+        _profile(budget_pb2.HOURLY_PROFILE, [1e308] * 24),
+        "campaign.pacing.hourly_profile",
+    ),
+    "hourly profile weight infinite": (
+        _profile(budget_pb2.HOURLY_PROFILE, [1.0] * 23 + [math.inf]),
+        "campaign.pacing.hourly_profile",
+    ),
     "hourly profile without its mode": (
         _profile(budget_pb2.EVEN, [1.0] * 24),
         "campaign.pacing.hourly_profile",
@@ -238,6 +249,26 @@ VALIDATION_RULES: dict[str, tuple[Mutation, str]] = {
         lambda c: setattr(c.policy, "max_change_percent", -10.0),
         "campaign.policy.max_change_percent",
     ),
+    "change limit absurd": (
+        lambda c: setattr(c.policy, "max_change_percent", 1e300),
+        "campaign.policy.max_change_percent",
+    ),
+    "change limit infinite": (
+        lambda c: setattr(c.policy, "max_change_percent", math.inf),
+        "campaign.policy.max_change_percent",
+    ),
+    "prior strength absurd": (
+        lambda c: setattr(c.policy, "prior_strength", 1e308),
+        "campaign.policy.prior_strength",
+    ),
+    "prior strength vanishing": (
+        lambda c: setattr(c.policy, "prior_strength", 1e-300),
+        "campaign.policy.prior_strength",
+    ),
+    "prior strength not a number": (
+        lambda c: setattr(c.policy, "prior_strength", math.nan),
+        "campaign.policy.prior_strength",
+    ),
 }
 
 
@@ -249,6 +280,18 @@ def test_create_campaign_refuses_invalid_input_naming_the_field(shared_stack, au
     err = rpc_error(lambda: create(shared_stack, msg))
     assert err.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert err.details().startswith(field + ":") or f"; {field}:" in err.details(), err.details()
+
+
+def test_settings_at_their_bounds_are_accepted(shared_stack, audience_id):
+    msg = wire_campaign([audience_id])
+    msg.arms[0].value_weight = 1e6
+    msg.policy.max_change_percent = 1000.0
+    msg.policy.prior_strength = 0.01
+    _profile(budget_pb2.HOURLY_PROFILE, [1e6] + [0.0] * 23)(msg)
+    created = create(shared_stack, msg)
+    assert created.policy.max_change_percent == 1000.0
+    msg.policy.prior_strength = 1e6
+    assert create(shared_stack, msg).policy.prior_strength == 1e6
 
 
 def test_create_campaign_without_a_campaign_names_it(shared_stack):

@@ -231,6 +231,15 @@ def test_reasons_name_amounts_in_the_campaigns_currency() -> None:
     assert all("micros" not in a.reason for a in (*rupiah, *dollars))
 
 
+def test_a_change_limit_too_large_for_int64_leaves_the_arms_unlimited() -> None:
+    arms = [ArmSpec("a", previous_micros=10**9), ArmSpec("b", previous_micros=4 * 10**18)]
+    rules = PolicySettings(max_change_percent=1e300)
+    result = allocate(arms, Evidence.empty(2), 2 * BUDGET, rules, 4)
+    budgets = [d.budget_micros for d in result.arms]
+    assert sum(budgets) == 2 * BUDGET
+    assert violations(arms, budgets, 2 * BUDGET, rules) == []
+
+
 def test_arm_that_was_off_may_restart_at_any_level() -> None:
     arms = [ArmSpec("restart", prior_theta=100.0, prior_kappa_micros=1e10, previous_micros=0)]
     result = allocate(arms, Evidence.empty(1), BUDGET, PolicySettings(max_change_percent=10.0), 4)

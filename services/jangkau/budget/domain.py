@@ -436,6 +436,15 @@ def cold_start_prior(
 ARM_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 MAX_ARMS = 5000
 MAX_FLIGHT = timedelta(days=366)
+# Bounds of a campaign's settings, far beyond any sensible value, so that the policy's
+# float arithmetic never overflows (weights are summed over a flight's hours and
+# multiply objective counts; the change limit multiplies budgets). The checks below
+# are closed ranges: a comparison with NaN is false, so NaN and infinities are refused.
+MAX_WEIGHT = 1e6
+MAX_CHANGE_PERCENT = 1000.0
+# Below this the prior's Gamma draws collapse to zero and a campaign stops spending.
+MIN_PRIOR_STRENGTH = 0.01
+MAX_PRIOR_STRENGTH = 1e6
 
 # ISO 4217 active codes.
 _ISO_4217_CODES = """AED AFN ALL AMD ANG AOA ARS AUD AWG AZN BAM BBD BDT BGN BHD BIF BMD BND BOB BRL BSD
@@ -475,10 +484,6 @@ def whole_hours(start: datetime, end: datetime) -> tuple[datetime, int]:
         first += HOUR
     count = int((end - first) // HOUR) if end > first else 0
     return first, count
-
-
-def _finite(x: float) -> bool:
-    return math.isfinite(x)
 
 
 def validate_campaign(campaign: Campaign, v: Violations, prefix: str = "campaign") -> None:
@@ -558,9 +563,9 @@ def _validate_arms(campaign: Campaign, v: Violations, p: str) -> None:
                 f"below the {arm.platform} minimum of {platform_min} micros per period",
             )
         v.check(
-            _finite(arm.value_weight) and arm.value_weight >= 0,
+            0 <= arm.value_weight <= MAX_WEIGHT,
             f"{where}.value_weight",
-            "must be >= 0 (0 means 1)",
+            f"must be in [0, {MAX_WEIGHT:g}] (0 means 1)",
         )
 
 
@@ -584,13 +589,13 @@ def _validate_floors(campaign: Campaign, v: Violations, p: str) -> None:
         for j, arm_id in enumerate(floor.arm_ids):
             v.check(arm_id in arm_ids, f"{where}.arm_ids[{j}]", f"no arm {arm_id!r}")
         v.check(
-            _finite(floor.min_share) and 0 < floor.min_share <= 1,
+            0 < floor.min_share <= 1,
             f"{where}.min_share",
             "must be in (0, 1]",
         )
         groups.append(set(floor.arm_ids))
     disjoint = all(a.isdisjoint(b) for i, a in enumerate(groups) for b in groups[i + 1 :])
-    total = sum(f.min_share for f in campaign.coverage_floors if _finite(f.min_share))
+    total = sum(f.min_share for f in campaign.coverage_floors if 0 < f.min_share <= 1)
     if groups and disjoint and total > 1 + 1e-9:
         v.add(f"{p}.coverage_floors", f"disjoint floors ask for {total:.3f} > 1 of the spend")
 
@@ -600,36 +605,37 @@ def _validate_pacing(pacing: Pacing, v: Violations, p: str) -> None:
     if pacing.mode is PacingMode.HOURLY_PROFILE:
         if not v.check(len(profile) == 24, f"{p}.hourly_profile", "must hold 24 values"):
             return
-        v.check(
-            all(_finite(w) and w >= 0 for w in profile),
+        if v.check(
+            all(0 <= w <= MAX_WEIGHT for w in profile),
             f"{p}.hourly_profile",
-            "weights must be finite and >= 0",
-        )
-        v.check(any(w > 0 for w in profile), f"{p}.hourly_profile", "must not be all zero")
+            f"weights must be in [0, {MAX_WEIGHT:g}]",
+        ):
+            v.check(any(w > 0 for w in profile), f"{p}.hourly_profile", "must not be all zero")
     else:
         v.check(not profile, f"{p}.hourly_profile", "only with mode HOURLY_PROFILE")
 
 
 def _validate_policy(policy: PolicyOverrides, v: Violations, p: str) -> None:
     v.check(
-        _finite(policy.prior_strength) and policy.prior_strength >= 0,
+        policy.prior_strength == 0
+        or MIN_PRIOR_STRENGTH <= policy.prior_strength <= MAX_PRIOR_STRENGTH,
         f"{p}.prior_strength",
-        "must be > 0 (0 means the default)",
+        f"must be in [{MIN_PRIOR_STRENGTH:g}, {MAX_PRIOR_STRENGTH:g}] (0 means the default)",
     )
     v.check(
-        _finite(policy.discount) and 0 <= policy.discount <= 1,
+        0 <= policy.discount <= 1,
         f"{p}.discount",
         "must be in (0, 1] (0 means the default)",
     )
     v.check(
-        _finite(policy.exploration_floor) and 0 <= policy.exploration_floor < 0.5,
+        0 <= policy.exploration_floor < 0.5,
         f"{p}.exploration_floor",
         "must be in [0, 0.5)",
     )
     v.check(
-        _finite(policy.max_change_percent) and policy.max_change_percent >= 0,
+        0 <= policy.max_change_percent <= MAX_CHANGE_PERCENT,
         f"{p}.max_change_percent",
-        "must be > 0 (0 means the default)",
+        f"must be in (0, {MAX_CHANGE_PERCENT:g}] (0 means the default)",
     )
 
 

@@ -609,9 +609,11 @@ def change_band(previous: np.ndarray, max_change_percent: float) -> tuple[np.nda
     """(has_band, band_lo, band_hi): prev ± ⌊p·prev⌋ where prev > 0 (-1 marks "none")."""
     prev = np.asarray(previous, dtype=np.int64)
     has_band = prev > 0
-    share = max_change_percent / 100.0
-    delta = np.floor(np.maximum(prev, 0).astype(float) * share).astype(np.int64)
-    delta = np.minimum(delta, NO_MAX_MICROS)
+    # Capped as floats: a large limit times a large budget is beyond int64 (and beyond
+    # float range for a limit near 1e308); any share above NO_MAX_MICROS means no limit.
+    share = min(max_change_percent / 100.0, float(NO_MAX_MICROS))
+    delta = np.minimum(np.floor(np.maximum(prev, 0).astype(float) * share), NO_MAX_MICROS)
+    delta = delta.astype(np.int64)
     return has_band, prev - delta, np.minimum(prev + delta, NO_MAX_MICROS)
 
 

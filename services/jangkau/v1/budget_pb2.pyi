@@ -172,7 +172,7 @@ class Pacing(_message.Message):
     """Unspecified means EVEN."""
     @_builtins.property
     def hourly_profile(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]:
-        """With HOURLY_PROFILE: 24 non-negative weights, hour 0..23 of the campaign's
+        """With HOURLY_PROFILE: 24 weights in [0, 1e6], hour 0..23 of the campaign's
         time zone, not all zero.
         """
 
@@ -246,7 +246,7 @@ class Arm(_message.Message):
     max_micros_per_period: _builtins.int
     """Largest budget per period, micros; 0 means no limit."""
     value_weight: _builtins.float
-    """Value of one unit of the objective on this arm, > 0; 0 means 1."""
+    """Value of one unit of the objective on this arm, at most 1e6; 0 means 1."""
     def __init__(
         self,
         *,
@@ -341,13 +341,17 @@ class PolicySettings(_message.Message):
     EXPLORATION_FLOOR_FIELD_NUMBER: _builtins.int
     MAX_CHANGE_PERCENT_FIELD_NUMBER: _builtins.int
     prior_strength: _builtins.float
-    """Weight of the cold-start prior, in pseudo-observations of the saturation level θ, > 0."""
+    """Weight of the cold-start prior, in pseudo-observations of the saturation level θ,
+    in [0.01, 1e6].
+    """
     discount: _builtins.float
     """Per-hour discount of old evidence, in (0, 1]."""
     exploration_floor: _builtins.float
     """Smallest share of the period budget kept for exploring an eligible arm, [0, 0.5)."""
     max_change_percent: _builtins.float
-    """Largest change of an arm's budget between consecutive rebalances, percent, > 0."""
+    """Largest change of an arm's budget between consecutive rebalances, percent, in
+    (0, 1000].
+    """
     def __init__(
         self,
         *,
