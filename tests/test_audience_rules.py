@@ -215,6 +215,42 @@ def test_people_in_two_lists_are_counted_by_hash_intersection(small_service):
     assert _voters(small_service, All((a, Not(b)))) == 1300
 
 
+def smallest_districts(service, n: int) -> list[tuple[str, int]]:
+    """(code, voters) of the n districts with the fewest voters."""
+    order = np.argsort(service.regions.voters)[:n]
+    return [(f"{service.regions.districts[i]:06d}", int(service.regions.voters[i])) for i in order]
+
+
+def test_lists_in_different_districts_are_counted_in_full_together(small_service):
+    rng = np.random.default_rng(5)
+    (first, first_voters), (second, second_voters), _ = smallest_districts(small_service, 3)
+    # Each list fills 90% of its district: together they over-fill no cell.
+    sizes = [int(0.9 * first_voters), int(0.9 * second_voters)]
+    here = store_list(small_service, "t-count", random_hashes(rng, sizes[0]), (first,))
+    there = store_list(small_service, "t-count", random_hashes(rng, sizes[1]), (second,))
+    either = AnyOf((InContactList(here.id), InContactList(there.id)))
+    assert _voters(small_service, either) == sizes[0] + sizes[1]
+
+
+def test_lists_over_filling_a_district_are_scaled_down_only_there(small_service):
+    rng = np.random.default_rng(6)
+    _, (first, first_voters), (second, second_voters) = smallest_districts(small_service, 3)
+    alone = store_list(
+        small_service, "t-count", random_hashes(rng, int(0.9 * first_voters)), (first,)
+    )
+    # 90% and 50% of the second district: more people than it has voters.
+    crowded = [
+        store_list(
+            small_service, "t-count", random_hashes(rng, int(share * second_voters)), (second,)
+        )
+        for share in (0.9, 0.5)
+    ]
+    crowd = AnyOf(tuple(InContactList(c.id) for c in crowded))
+    assert _voters(small_service, crowd) == second_voters
+    everyone = AnyOf((InContactList(alone.id), *crowd.rules))
+    assert _voters(small_service, everyone) == int(0.9 * first_voters) + second_voters
+
+
 def test_people_only_in_a_list_are_reached_at_the_platforms_match_rate(small_service):
     members = store_list(small_service, "t-count", random_hashes(np.random.default_rng(4), 10_000))
     estimate = small_service.estimate_size(

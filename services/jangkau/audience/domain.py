@@ -313,9 +313,13 @@ class RegionIndex:
             inside |= self.districts // 10 ** (6 - len(code)) == int(code)
         return inside
 
-    def voters_in_all(self, region_sets: Sequence[Iterable[str]]) -> int:
-        """Voters living in every one of these sets of regions (all: nationwide)."""
+    def within_all(self, region_sets: Sequence[Iterable[str]]) -> np.ndarray:
+        """Which districts lie in every one of these sets of regions (all: nationwide)."""
         inside = np.ones(len(self.districts), dtype=bool)
         for codes in region_sets:
             inside &= self.within(codes)
-        return int(self.voters[inside].sum())
+        return inside
+
+    def voters_in_all(self, region_sets: Sequence[Iterable[str]]) -> int:
+        """Voters living in every one of these sets of regions (all: nationwide)."""
+        return int(self.voters[self.within_all(region_sets)].sum())

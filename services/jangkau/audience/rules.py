@@ -29,9 +29,11 @@ from __future__ import annotations
 import itertools
 import json
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeAlias
+
+import numpy as np
 
 from jangkau.audience.domain import (
     AGE_BANDS,
@@ -42,6 +44,7 @@ from jangkau.audience.domain import (
     ContactList,
     Gender,
     Locality,
+    RegionIndex,
 )
 from jangkau.runtime.errors import FieldViolation, InvalidArgument
 
@@ -551,24 +554,35 @@ class Plan:
 def memberships(
     pattern_counts: Mapping[frozenset[str], int],
     lists: Mapping[str, ContactList],
-    voters_in: Callable[[Sequence[tuple[str, ...]]], int],
+    regions: RegionIndex,
 ) -> tuple[ListMembership, ...]:
     """Membership shares from the count of identifiers in each exact combination
     of lists. People in several lists are spread over the intersection of the
-    lists' regions. Shares are capped so that no cell is more than fully listed."""
+    lists' regions. Shares are capped district by district, so that no cell is
+    more than fully listed: where the combinations present in a district add up
+    to more than its voters, each of them is scaled down by the fullest district
+    of its region, and combinations living elsewhere keep their size."""
     found = []
+    where = []
     for combination, count in sorted(pattern_counts.items(), key=lambda kv: sorted(kv[0])):
         if not combination or count <= 0:
             continue
-        regions = [lists[i].region_codes for i in sorted(combination) if lists[i].region_codes]
-        voters = voters_in(regions)
+        declared = [lists[i].region_codes for i in sorted(combination) if lists[i].region_codes]
+        inside = regions.within_all(declared) & (regions.voters > 0)
+        voters = int(regions.voters[inside].sum())
         share = min(1.0, count / voters) if voters > 0 else 0.0
-        condition = conjunction([Region(codes) for codes in regions])
+        condition = conjunction([Region(codes) for codes in declared])
         found.append(ListMembership(frozenset(combination), condition, share))
-    total = sum(m.share for m in found)
-    if total > 1.0:
-        found = [ListMembership(m.lists, m.region, m.share / total) for m in found]
-    return tuple(m for m in found if m.share > 0)
+        where.append(inside)
+    listed = np.zeros(len(regions.voters))
+    for m, inside in zip(found, where, strict=True):
+        listed[inside] += m.share
+    capped = []
+    for m, inside in zip(found, where, strict=True):
+        fullest = float(listed[inside].max()) if inside.any() else 0.0
+        share = m.share / fullest if fullest > 1.0 else m.share
+        capped.append(ListMembership(m.lists, m.region, share))
+    return tuple(m for m in capped if m.share > 0)
 
 
 def interest_assignments(interests: Sequence[str]) -> list[tuple[frozenset[str], float]]:

@@ -268,9 +268,7 @@ class AudienceService:
         lists = dict(checked.lists)
         if not lists:
             return rules.plan(checked)
-        memberships = rules.memberships(
-            self._membership_counts(lists), lists, self.regions.voters_in_all
-        )
+        memberships = rules.memberships(self._membership_counts(lists), lists, self.regions)
         return rules.plan(checked, memberships)
 
     def check_rule(self, tenant: str, rule: Rule | None, field: str = "rule") -> CheckedRule:
