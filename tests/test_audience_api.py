@@ -599,41 +599,86 @@ def sha(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
+def others(count: int) -> list[str]:
+    """Phones enough to lift a list over the platforms' minimum audience."""
+    return [f"0813 2222 {i:04d}" for i in range(count)]
+
+
 def test_meta_export_carries_digits_phones_and_lower_case_emails(api):
-    contact_list = api.upload(phones=["0812 3456 7890"], emails=["  Budi@Mail.ID "])
+    contact_list = api.upload(phones=["0812 3456 7890", *others(200)], emails=["  Budi@Mail.ID "])
     audience = api.create(in_list(contact_list.id))
     (chunk,) = export(api, audience.id, common_pb2.META)
     assert list(chunk.schema) == ["EMAIL", "PHONE"]
-    records = sorted(tuple(r.values) for r in chunk.records)
-    assert records == sorted([("", sha("6281234567890")), (sha("budi@mail.id"), "")])
+    records = {tuple(r.values) for r in chunk.records}
+    assert len(records) == 202
+    assert {("", sha("6281234567890")), (sha("budi@mail.id"), "")} <= records
     assert chunk.last and chunk.chunk_index == 0
 
 
 def test_google_export_carries_e164_phones(api):
-    contact_list = api.upload(phones=["+62 812-3456-7890"])
+    contact_list = api.upload(phones=["+62 812-3456-7890", *others(300)])
     audience = api.create(in_list(contact_list.id))
     (chunk,) = export(api, audience.id, common_pb2.GOOGLE)
     assert list(chunk.schema) == ["hashedEmail", "hashedPhoneNumber"]
-    assert [tuple(r.values) for r in chunk.records] == [("", sha("+6281234567890"))]
+    records = {tuple(r.values) for r in chunk.records}
+    assert ("", sha("+6281234567890")) in records
+    assert ("", sha("6281234567890")) not in records
 
 
 def test_an_export_comes_in_chunks_of_the_requested_size(api):
-    contact_list = api.upload(phones=[f"0812 5555 {i:04d}" for i in range(25)])
+    contact_list = api.upload(phones=others(250))
     audience = api.create(in_list(contact_list.id))
-    chunks = export(api, audience.id, common_pb2.META, chunk_size=10)
-    assert [len(c.records) for c in chunks] == [10, 10, 5]
+    chunks = export(api, audience.id, common_pb2.META, chunk_size=100)
+    assert [len(c.records) for c in chunks] == [100, 100, 50]
     assert [c.chunk_index for c in chunks] == [0, 1, 2]
     assert [c.last for c in chunks] == [False, False, True]
-    exact = export(api, audience.id, common_pb2.META, chunk_size=5)
-    assert [len(c.records) for c in exact] == [5] * 5 and exact[-1].last
+    exact = export(api, audience.id, common_pb2.META, chunk_size=50)
+    assert [len(c.records) for c in exact] == [50] * 5 and exact[-1].last
 
 
 def test_an_export_leaves_out_members_of_an_excluded_list(api):
-    supporters = api.upload(phones=["0812 0000 0001", "0812 0000 0002"], name="supporters")
+    supporters = api.upload(
+        phones=["0812 0000 0001", "0812 0000 0002", *others(200)], name="supporters"
+    )
     opted_out = api.upload(phones=["0812 0000 0002"], name="opted out")
     audience = api.create(all_of(in_list(supporters.id), negation(in_list(opted_out.id))))
     (chunk,) = export(api, audience.id, common_pb2.META)
-    assert [tuple(r.values) for r in chunk.records] == [("", sha("6281200000001"))]
+    records = {tuple(r.values) for r in chunk.records}
+    assert len(records) == 201
+    assert ("", sha("6281200000001")) in records
+    assert ("", sha("6281200000002")) not in records
+
+
+def test_an_export_the_platform_would_match_to_under_100_people_is_refused(api):
+    # 200 phones: Meta matches about 60% of them (120), X about 10% (20).
+    contact_list = api.upload(phones=others(200))
+    audience = api.create(in_list(contact_list.id))
+    assert len(export(api, audience.id, common_pb2.META)[0].records) == 200
+    error = status_of(lambda: export(api, audience.id, common_pb2.X))
+    assert error.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "about 20 people on X" in error.details()
+    assert "minimum audience of 100" in error.details()
+
+
+def test_an_export_of_a_list_under_100_people_is_refused(api):
+    contact_list = api.upload(phones=others(5))
+    error = status_of(lambda: export(api, api.create(in_list(contact_list.id)).id, common_pb2.META))
+    assert error.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert "about 3 people on META" in error.details()
+
+
+def test_an_export_of_a_list_narrowed_to_under_100_people_is_refused(api):
+    # 1,000 people spread nationwide: about 14 of them in DI Yogyakarta, 8 matched on Meta.
+    nationwide = api.upload(phones=others(1000))
+    narrowed = api.create(all_of(in_list(nationwide.id), region("34")))
+    (meta,) = api.stub.EstimateSize(
+        pb.EstimateSizeRequest(audience_id=narrowed.id, platforms=[common_pb2.META]),
+        metadata=api.md(),
+        timeout=10,
+    ).platforms
+    error = status_of(lambda: export(api, narrowed.id, common_pb2.META))
+    assert error.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert f"about {meta.reachable} people on META" in error.details()
 
 
 def test_an_audience_without_a_list_has_nothing_to_export(shared_api, alpha):

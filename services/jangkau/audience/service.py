@@ -17,6 +17,7 @@ from jangkau.audience import population, rules
 from jangkau.audience.domain import (
     EXPORT_SCHEMAS,
     MAX_EXPORT_CHUNK,
+    MINIMUM_AUDIENCE,
     PHONE_WITH_PLUS,
     PLATFORMS,
     Audience,
@@ -31,6 +32,7 @@ from jangkau.audience.domain import (
     RegencyEstimate,
     RegionIndex,
     SizeEstimate,
+    count,
     size_estimate,
 )
 from jangkau.audience.normalise import CALLING_CODES, ContactHasher
@@ -430,11 +432,6 @@ class AudienceService:
                 f"audience {audience_id} uses no contact list: nothing to export; "
                 "target it by its conditions"
             )
-        return self._export(checked, Platform(platform), chunk_size or MAX_EXPORT_CHUNK)
-
-    def _export(
-        self, checked: CheckedRule, platform: Platform, chunk_size: int
-    ) -> Iterator[ExportPart]:
         list_ids = checked.list_ids
         patterns = [
             pattern
@@ -444,6 +441,37 @@ class AudienceService:
                 frozenset(i for n, i in enumerate(list_ids) if pattern >> n & 1),
             )
         ]
+        chosen = Platform(platform)
+        self._refuse_under_minimum(audience_id, checked, chosen, patterns)
+        return self._export(checked, chosen, patterns, chunk_size or MAX_EXPORT_CHUNK)
+
+    def _refuse_under_minimum(
+        self, audience_id: str, checked: CheckedRule, platform: Platform, patterns: Sequence[int]
+    ) -> None:
+        """Refuses an export the platform would match to fewer people than its
+        minimum audience: it would refuse the list, and so few could be single
+        people. Counted are the exported members the platform is expected to
+        match, and at most the audience's reach there (its other conditions)."""
+        list_ids = checked.list_ids
+        exported = {frozenset(i for n, i in enumerate(list_ids) if p >> n & 1) for p in patterns}
+        listed = sum(
+            members * min(checked.lists[i].match_rates[platform] for i in combination)
+            for combination, members in self._membership_counts(checked.lists).items()
+            if combination in exported
+        )
+        matched = count(min(listed, self._measures(checked).reachable(platform)))
+        minimum = MINIMUM_AUDIENCE[platform]
+        if matched < minimum:
+            raise FailedPrecondition(
+                f"audience {audience_id} would match about {matched} people on "
+                f"{platform.name}, under its minimum audience of {minimum}: "
+                "an export this small is refused"
+            )
+
+    def _export(
+        self, checked: CheckedRule, platform: Platform, patterns: Sequence[int], chunk_size: int
+    ) -> Iterator[ExportPart]:
+        list_ids = checked.list_ids
         schema = EXPORT_SCHEMAS[platform]
         batches = self.store.export_rows(list_ids, patterns, chunk_size) if patterns else ()
         # A full chunk is held back until the next record shows it is not the last.

@@ -1156,7 +1156,10 @@ class ExportAudienceRequest(_message.Message):
     """Exports the members of an audience's contact lists who may belong to it:
     someone is left out only when their list memberships alone rule them out
     (for example a member of an excluded list); the platform applies the
-    audience's other conditions (region, age...) itself.
+    audience's other conditions (region, age...) itself. An export the platform
+    would match to fewer people than its minimum audience (100: the exported
+    members it is expected to match, and at most the audience's reach there) is
+    refused, as the platform would refuse it and so few could be single people.
     """
 
     DESCRIPTOR: _descriptor.Descriptor

@@ -182,7 +182,8 @@ class AudienceServiceServicer:
 
     def ExportAudience(self, request, context):
         """The audience's hashed identifiers in one platform's upload schema, in
-        chunks of at most 10,000 records.
+        chunks of at most 10,000 records. FAILED_PRECONDITION when the platform
+        would match fewer people than its minimum audience (100).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

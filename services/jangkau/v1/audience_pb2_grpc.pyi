@@ -65,7 +65,8 @@ class AudienceServiceStub:
     """
     ExportAudience: _grpc.UnaryStreamMultiCallable[_audience_pb2.ExportAudienceRequest, _audience_pb2.ExportChunk]
     """The audience's hashed identifiers in one platform's upload schema, in
-    chunks of at most 10,000 records.
+    chunks of at most 10,000 records. FAILED_PRECONDITION when the platform
+    would match fewer people than its minimum audience (100).
     """
 
 @_typing.type_check_only
@@ -103,7 +104,8 @@ class AudienceServiceAsyncStub(AudienceServiceStub):
     """
     ExportAudience: _aio.UnaryStreamMultiCallable[_audience_pb2.ExportAudienceRequest, _audience_pb2.ExportChunk]  # type: ignore[assignment]
     """The audience's hashed identifiers in one platform's upload schema, in
-    chunks of at most 10,000 records.
+    chunks of at most 10,000 records. FAILED_PRECONDITION when the platform
+    would match fewer people than its minimum audience (100).
     """
 
 class AudienceServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -210,7 +212,8 @@ class AudienceServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_audience_pb2.ExportChunk], _abc.AsyncIterator[_audience_pb2.ExportChunk]]:
         """The audience's hashed identifiers in one platform's upload schema, in
-        chunks of at most 10,000 records.
+        chunks of at most 10,000 records. FAILED_PRECONDITION when the platform
+        would match fewer people than its minimum audience (100).
         """
 
 def add_AudienceServiceServicer_to_server(servicer: AudienceServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
