@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import grpc
 import pytest
 
+from jangkau.budget import domain as budget
 from jangkau.v1 import audience_pb2 as pb
 from jangkau.v1 import common_pb2
 from tests import test_audience_support as support
@@ -410,7 +411,7 @@ def test_political_contact_list_audiences_are_not_allowed_on_google(shared_api, 
     )
     verdicts = {p.platform: (p.allowed, p.reason) for p in reply.platforms}
     assert verdicts[common_pb2.GOOGLE][0] is False
-    assert "customer lists" in verdicts[common_pb2.GOOGLE][1]
+    assert "uses a contact list" in verdicts[common_pb2.GOOGLE][1]
     assert verdicts[common_pb2.TIKTOK][0] is False
     assert verdicts[common_pb2.META][0] is True
     commercial = shared_api.stub.EstimateSize(
@@ -430,6 +431,38 @@ def test_google_election_ads_take_only_age_gender_and_location(shared_api):
     google = common_pb2.GOOGLE
     assert next(p for p in demographic.platforms if p.platform == google).allowed
     assert not next(p for p in with_locality.platforms if p.platform == google).allowed
+
+
+def test_civic_campaigns_are_not_allowed_on_tiktok(shared_api):
+    reply = shared_api.estimate(all_of(region("32"), age(18, 34)), kind=common_pb2.CIVIC)
+    verdicts = {p.platform: (p.allowed, p.reason) for p in reply.platforms}
+    assert verdicts[common_pb2.TIKTOK] == (
+        False,
+        "TikTok bans paid ads about elections, including turnout drives",
+    )
+    assert verdicts[common_pb2.GOOGLE] == (True, "")
+
+
+@pytest.mark.parametrize("kind", ["POLITICAL", "CIVIC", "COMMERCIAL"])
+def test_what_an_audience_may_serve_is_what_budget_lets_an_arm_run(shared_api, alpha, kind):
+    """EstimateSize's verdict and budget's eligibility of an authorised campaign's arm."""
+    for audience in (alpha.audience, alpha.list_audience):
+        reply = shared_api.stub.EstimateSize(
+            pb.EstimateSizeRequest(
+                audience_id=audience.id, campaign_kind=common_pb2.CampaignKind.Value(kind)
+            ),
+            metadata=shared_api.md(),
+            timeout=10,
+        )
+        facts = budget.AudienceFacts(
+            audience.id, audience.uses_contact_lists, audience.demographic_only
+        )
+        for p in reply.platforms:
+            platform = budget.Platform[common_pb2.Platform.Name(p.platform)]
+            arm = budget.Arm("arm", platform, audience.id)
+            why = budget.ineligibility(budget.CampaignKind[kind], arm, facts, True)
+            assert p.allowed == (why is None), (platform, why, p.reason)
+            assert why is None or p.reason.startswith(why.split(";")[0])
 
 
 def by_regency(api, rule: pb.Rule) -> pb.EstimateSizeResponse:

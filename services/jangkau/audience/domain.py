@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from jangkau.platforms.eligibility import ELIGIBILITY
 from jangkau.runtime.vocabulary import CampaignKind as CampaignKind
 from jangkau.runtime.vocabulary import Platform as Platform
 
@@ -174,14 +175,14 @@ class ContactList:
 def policy_verdict(
     platform: Platform, kind: CampaignKind, uses_contact_lists: bool, demographic_only: bool
 ) -> tuple[bool, str]:
-    """(allowed, reason): may this audience serve this kind of campaign on this platform."""
-    if kind is CampaignKind.POLITICAL:
-        if platform is Platform.TIKTOK:
-            return False, "TikTok does not carry paid political ads"
-        if platform is Platform.GOOGLE and uses_contact_lists:
-            return False, "Google election ads may not use customer lists"
-        if platform is Platform.GOOGLE and not demographic_only:
-            return False, "Google election ads may target only age, gender and location"
+    """(allowed, reason): may this audience serve this kind of campaign on this
+    platform, by the platforms' eligibility table (the one budget applies)."""
+    rule = ELIGIBILITY[(platform, kind)]
+    if not rule.allowed:
+        return False, rule.reason
+    refused = rule.refuses_audience(uses_contact_lists, demographic_only)
+    if refused is not None:
+        return False, f"{rule.reason}; this audience {refused}"
     return True, ""
 
 

@@ -29,6 +29,8 @@ from jangkau.budget.policy import (
     PolicySettings,
     settings_with_overrides,
 )
+from jangkau.platforms import eligibility
+from jangkau.platforms.eligibility import EligibilityRule as EligibilityRule
 from jangkau.runtime.errors import Violations
 from jangkau.runtime.ids import period_seed
 
@@ -267,64 +269,11 @@ def with_default_blackouts(campaign: Campaign) -> tuple[BlackoutWindow, ...]:
 # --------------------------------------------------------------------- eligibility
 
 
-@dataclass(frozen=True)
-class EligibilityRule:
-    """What a platform allows for one campaign kind."""
-
-    allowed: bool
-    # The campaign must hold the platform's political-ad authorisation.
-    needs_authorization: bool = False
-    # Audiences built only from age, gender and location (no contact lists, no interests).
-    demographic_only: bool = False
-    # Why, as shown in an arm's explanation when the rule makes it ineligible.
-    reason: str = ""
-
-
-# Platform × campaign kind, applied before any optimisation (DESIGN.md §2). Sources:
-# TikTok advertising policies ("Political content": no paid ads that promote or oppose
-# candidates, parties or elections, incl. voter-turnout appeals; government bodies may
-# be whitelisted, which we do not model); Google Ads "Political content" policy (election
-# ads: only age, gender, location and contextual targeting, no Customer Match); Meta
-# "Ads about social issues, elections or politics" (authorisation and "paid for by"
-# disclaimer, which also covers civic ads such as turnout drives); X "Political content"
-# policy (advertiser certification). CIVIC on X is treated like POLITICAL (appeals to
-# vote are political content there); CIVIC on Google is not an election ad (no party,
-# candidate or office holder) and is unrestricted. COMMERCIAL is allowed everywhere.
+# Platform × campaign kind, applied before any optimisation: the platforms' one
+# table (jangkau.platforms.eligibility), keyed by budget's own names.
 ELIGIBILITY: dict[tuple[Platform, CampaignKind], EligibilityRule] = {
-    (Platform.TIKTOK, CampaignKind.POLITICAL): EligibilityRule(
-        allowed=False, reason="TikTok bans paid political ads"
-    ),
-    (Platform.TIKTOK, CampaignKind.CIVIC): EligibilityRule(
-        allowed=False, reason="TikTok bans paid ads about elections, including turnout drives"
-    ),
-    (Platform.TIKTOK, CampaignKind.COMMERCIAL): EligibilityRule(allowed=True),
-    (Platform.GOOGLE, CampaignKind.POLITICAL): EligibilityRule(
-        allowed=True,
-        demographic_only=True,
-        reason="Google election ads may target only age, gender and location (no contact lists)",
-    ),
-    (Platform.GOOGLE, CampaignKind.CIVIC): EligibilityRule(allowed=True),
-    (Platform.GOOGLE, CampaignKind.COMMERCIAL): EligibilityRule(allowed=True),
-    (Platform.META, CampaignKind.POLITICAL): EligibilityRule(
-        allowed=True,
-        needs_authorization=True,
-        reason="Meta political ads need the advertiser's authorisation and 'paid for by'",
-    ),
-    (Platform.META, CampaignKind.CIVIC): EligibilityRule(
-        allowed=True,
-        needs_authorization=True,
-        reason="Meta ads about elections (turnout, voter education) need authorisation",
-    ),
-    (Platform.META, CampaignKind.COMMERCIAL): EligibilityRule(allowed=True),
-    (Platform.X, CampaignKind.POLITICAL): EligibilityRule(
-        allowed=True, needs_authorization=True, reason="X political ads need certification"
-    ),
-    (Platform.X, CampaignKind.CIVIC): EligibilityRule(
-        allowed=True,
-        needs_authorization=True,
-        reason="X treats appeals to vote as political content: certification needed",
-    ),
-    (Platform.X, CampaignKind.COMMERCIAL): EligibilityRule(allowed=True),
+    (Platform[platform.name], CampaignKind[kind.name]): rule
+    for (platform, kind), rule in eligibility.ELIGIBILITY.items()
 }
 
 
