@@ -326,6 +326,61 @@ def test_an_update_replaces_the_rule_and_keeps_the_creation_time(shared_api):
     assert updated.update_time.ToDatetime() >= created.update_time.ToDatetime()
 
 
+def update(api: AudienceApi, audience: pb.Audience, rule: pb.Rule) -> pb.Audience:
+    return api.stub.UpdateAudience(
+        pb.UpdateAudienceRequest(audience_id=audience.id, name=audience.name, rule=rule),
+        metadata=api.md(),
+        timeout=10,
+    )
+
+
+def test_an_update_that_would_take_an_excluding_audience_over_four_lists_is_refused(shared_api):
+    lists = [shared_api.upload(phones=[f"0812 6666 {i:04d}"]) for i in range(5)]
+    excluded = shared_api.create(region("32"), name="excluded")
+    rule = all_of(*(in_list(c.id) for c in lists[:3]), excluding(excluded.id))
+    excluding_it = shared_api.create(rule, name="excluding it")
+    error = status_of(
+        lambda: update(shared_api, excluded, all_of(in_list(lists[3].id), in_list(lists[4].id)))
+    )
+    assert error.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert excluding_it.id in error.details() and "at most 4" in error.details()
+    # Both audiences are as they were, and the excluding one still estimates.
+    found = shared_api.stub.GetAudience(
+        pb.GetAudienceRequest(audience_id=excluded.id), metadata=shared_api.md(), timeout=10
+    )
+    assert found.rule == region("32")
+    shared_api.stub.EstimateSize(
+        pb.EstimateSizeRequest(audience_id=excluding_it.id), metadata=shared_api.md(), timeout=10
+    )
+
+
+def exclusion_chain(api: AudienceApi, length: int) -> list[pb.Audience]:
+    """Audiences each excluding the one before: the last nests `length` exclusions."""
+    chain = [api.create(region("32"), name="c0")]
+    for i in range(1, length + 1):
+        chain.append(api.create(all_of(region("32"), excluding(chain[-1].id)), name=f"c{i}"))
+    return chain
+
+
+def test_an_update_that_would_nest_an_excluding_audience_too_deep_is_refused(shared_api):
+    chain = exclusion_chain(shared_api, 8)  # the most exclusions one audience may nest
+    elsewhere = shared_api.create(region("31"), name="elsewhere")
+    error = status_of(
+        lambda: update(shared_api, chain[0], all_of(region("32"), excluding(elsewhere.id)))
+    )
+    assert error.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert chain[-1].id in error.details() and "nested deeper than 8" in error.details()
+    shared_api.stub.EstimateSize(
+        pb.EstimateSizeRequest(audience_id=chain[-1].id), metadata=shared_api.md(), timeout=10
+    )
+
+
+def test_an_audience_nesting_the_most_exclusions_can_be_updated_as_it_was_created(shared_api):
+    chain = exclusion_chain(shared_api, 8)
+    again = update(shared_api, chain[-1], chain[-1].rule)
+    assert again.rule == chain[-1].rule
+
+
 def test_audiences_are_listed_newest_first_in_pages(api):
     ids = [api.create(region("32"), name=f"a{i}").id for i in range(5)]
     seen = []

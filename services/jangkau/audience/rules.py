@@ -384,30 +384,36 @@ def _expand(
     path: str,
     stack: tuple[str, ...],
     out: list[FieldViolation],
+    nested: int = 0,
 ) -> Rule:
-    """Replaces each excluded audience by NOT its own (expanded) rule."""
+    """Replaces each excluded audience by NOT its own (expanded) rule. `stack`:
+    the audiences whose rules lead here, the rule's own audience first when it
+    has one; `nested`: how many exclusions lead here (the same for a new rule
+    and for an audience's stored one)."""
     match node:
         case All(rules):
             return All(
                 tuple(
-                    _expand(r, context, f"{path}.all[{i}]", stack, out) for i, r in enumerate(rules)
+                    _expand(r, context, f"{path}.all[{i}]", stack, out, nested)
+                    for i, r in enumerate(rules)
                 )
             )
         case AnyOf(rules):
             return AnyOf(
                 tuple(
-                    _expand(r, context, f"{path}.any[{i}]", stack, out) for i, r in enumerate(rules)
+                    _expand(r, context, f"{path}.any[{i}]", stack, out, nested)
+                    for i, r in enumerate(rules)
                 )
             )
         case Not(rule):
-            return Not(_expand(rule, context, f"{path}.not", stack, out))
+            return Not(_expand(rule, context, f"{path}.not", stack, out, nested))
         case ExcludeAudience(audience_id):
             field = f"{path}.exclude_audience_id"
             if audience_id in stack:
                 chain = " → ".join((*stack[stack.index(audience_id) :], audience_id))
                 out.append(FieldViolation(field, f"exclusion cycle: {chain}"))
                 return FALSE
-            if len(stack) >= MAX_EXCLUSION_DEPTH:
+            if nested >= MAX_EXCLUSION_DEPTH:
                 out.append(
                     FieldViolation(field, f"exclusions nested deeper than {MAX_EXCLUSION_DEPTH}")
                 )
@@ -418,7 +424,9 @@ def _expand(
                 return FALSE
             # Errors inside another audience's rule are reported at this node.
             inner: list[FieldViolation] = []
-            expanded = _expand(audience.rule, context, field, (*stack, audience_id), inner)
+            expanded = _expand(
+                audience.rule, context, field, (*stack, audience_id), inner, nested + 1
+            )
             out.extend(FieldViolation(field, v.reason) for v in inner[:1])
             return Not(expanded)
         case _:

@@ -90,11 +90,16 @@ class OverlapMatrix:
 class _Context:
     """What rule validation sees: one tenant's lists and audiences, the regions."""
 
-    def __init__(self, service: AudienceService, tenant: str) -> None:
+    def __init__(
+        self, service: AudienceService, tenant: str, replaced: Audience | None = None
+    ) -> None:
         self._service = service
         self._tenant = tenant
         self._lists: dict[str, ContactList | None] = {}
-        self._audiences: dict[str, Audience | None] = {}
+        # `replaced`: an audience as an update is about to store it.
+        self._audiences: dict[str, Audience | None] = (
+            {} if replaced is None else {replaced.id: replaced}
+        )
 
     def region_known(self, code: str) -> bool:
         return self._service.regions.known(code)
@@ -121,6 +126,9 @@ class AudienceService:
         self._lists: dict[tuple[str, str], ContactList] = {}
         self._memberships: OrderedDict[tuple[str, ...], dict[frozenset[str], int]] = OrderedDict()
         self._cache_lock = threading.Lock()
+        # Audience writes one at a time: an update re-checks the audiences
+        # excluding it, which must not change in between.
+        self._audience_writes = threading.Lock()
 
     @classmethod
     def open(
@@ -149,39 +157,70 @@ class AudienceService:
 
     def create_audience(self, tenant: str, name: str, rule: Rule | None) -> Audience:
         _check_name(name, "name")
-        checked = self._check(tenant, rule, "rule")
-        now = utcnow()
-        audience = Audience(
-            id=new_id("aud"),
-            tenant=tenant,
-            name=name,
-            rule=checked.rule,
-            uses_contact_lists=checked.uses_contact_lists,
-            demographic_only=checked.demographic_only,
-            create_time=now,
-            update_time=now,
-        )
-        _refuse_missing(self.store.insert_audience(audience))
+        with self._audience_writes:
+            checked = self._check(tenant, rule, "rule")
+            now = utcnow()
+            audience = Audience(
+                id=new_id("aud"),
+                tenant=tenant,
+                name=name,
+                rule=checked.rule,
+                uses_contact_lists=checked.uses_contact_lists,
+                demographic_only=checked.demographic_only,
+                create_time=now,
+                update_time=now,
+            )
+            _refuse_missing(self.store.insert_audience(audience))
         return audience
 
     def update_audience(
         self, tenant: str, audience_id: str, name: str, rule: Rule | None
     ) -> Audience:
+        """Replaces an audience's name and rule. The audiences that exclude it,
+        directly or through others, take its new rule too: the update is refused
+        when it would take one of them over a limit."""
         current = self.get_audience(tenant, audience_id)
         _check_name(name, "name")
-        checked = self._check(tenant, rule, "rule", audience_id=audience_id)
-        updated = Audience(
-            id=current.id,
-            tenant=tenant,
-            name=name,
-            rule=checked.rule,
-            uses_contact_lists=checked.uses_contact_lists,
-            demographic_only=checked.demographic_only,
-            create_time=current.create_time,
-            update_time=utcnow(),
-        )
-        _refuse_missing(self.store.update_audience(updated))
+        with self._audience_writes:
+            checked = self._check(tenant, rule, "rule", audience_id=audience_id)
+            updated = Audience(
+                id=current.id,
+                tenant=tenant,
+                name=name,
+                rule=checked.rule,
+                uses_contact_lists=checked.uses_contact_lists,
+                demographic_only=checked.demographic_only,
+                create_time=current.create_time,
+                update_time=utcnow(),
+            )
+            self._check_dependants(updated)
+            _refuse_missing(self.store.update_audience(updated))
         return updated
+
+    def _check_dependants(self, updated: Audience) -> None:
+        """Checks the audiences excluding this one, directly or through others,
+        with its new rule in place."""
+        context = _Context(self, updated.tenant, replaced=updated)
+        waiting = [updated.id]
+        seen = {updated.id}
+        while waiting:
+            excluded = waiting.pop()
+            for dependant_id in self.store.referencing_audiences(
+                updated.tenant, "audience", excluded
+            ):
+                dependant = context.audience(dependant_id)
+                if dependant_id in seen or dependant is None:
+                    continue
+                seen.add(dependant_id)
+                waiting.append(dependant_id)
+                try:
+                    rules.check(dependant.rule, context, "rule", dependant_id)
+                except InvalidArgument as exc:
+                    reasons = "; ".join(dict.fromkeys(v.reason for v in exc.violations))
+                    raise FailedPrecondition(
+                        f"audience {dependant_id} excludes audience {excluded}, and with this "
+                        f"rule it would be refused ({reasons}); change it first"
+                    ) from None
 
     def get_audience(self, tenant: str, audience_id: str, field: str = "audience_id") -> Audience:
         if not audience_id:

@@ -124,6 +124,9 @@ class AudienceServiceServicer:
     def UpdateAudience(self, request, context):
         """Replaces an audience's name and rule (validated like CreateAudience's; an
         exclusion that leads back to this audience is refused as a cycle).
+        FAILED_PRECONDITION when the new rule would take an audience that excludes
+        this one, directly or through others, over a limit (contact lists,
+        interests, nested exclusions, size).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

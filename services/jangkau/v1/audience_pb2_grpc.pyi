@@ -44,6 +44,9 @@ class AudienceServiceStub:
     UpdateAudience: _grpc.UnaryUnaryMultiCallable[_audience_pb2.UpdateAudienceRequest, _audience_pb2.Audience]
     """Replaces an audience's name and rule (validated like CreateAudience's; an
     exclusion that leads back to this audience is refused as a cycle).
+    FAILED_PRECONDITION when the new rule would take an audience that excludes
+    this one, directly or through others, over a limit (contact lists,
+    interests, nested exclusions, size).
     """
     DeleteAudience: _grpc.UnaryUnaryMultiCallable[_audience_pb2.DeleteAudienceRequest, _audience_pb2.DeleteAudienceResponse]
     """Deletes an audience. FAILED_PRECONDITION while another audience excludes it."""
@@ -83,6 +86,9 @@ class AudienceServiceAsyncStub(AudienceServiceStub):
     UpdateAudience: _aio.UnaryUnaryMultiCallable[_audience_pb2.UpdateAudienceRequest, _audience_pb2.Audience]  # type: ignore[assignment]
     """Replaces an audience's name and rule (validated like CreateAudience's; an
     exclusion that leads back to this audience is refused as a cycle).
+    FAILED_PRECONDITION when the new rule would take an audience that excludes
+    this one, directly or through others, over a limit (contact lists,
+    interests, nested exclusions, size).
     """
     DeleteAudience: _aio.UnaryUnaryMultiCallable[_audience_pb2.DeleteAudienceRequest, _audience_pb2.DeleteAudienceResponse]  # type: ignore[assignment]
     """Deletes an audience. FAILED_PRECONDITION while another audience excludes it."""
@@ -143,6 +149,9 @@ class AudienceServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_audience_pb2.Audience, _abc.Awaitable[_audience_pb2.Audience]]:
         """Replaces an audience's name and rule (validated like CreateAudience's; an
         exclusion that leads back to this audience is refused as a cycle).
+        FAILED_PRECONDITION when the new rule would take an audience that excludes
+        this one, directly or through others, over a limit (contact lists,
+        interests, nested exclusions, size).
         """
 
     @_abc_1.abstractmethod
