@@ -354,6 +354,35 @@ def test_an_update_that_would_take_an_excluding_audience_over_four_lists_is_refu
     )
 
 
+def test_the_audiences_excluding_an_updated_one_take_the_flags_of_its_new_rule(shared_api):
+    members = shared_api.upload(phones=[f"0812 6767 {i:04d}" for i in range(200)])
+    excluded = shared_api.create(region("32"), name="excluded")
+    direct = shared_api.create(all_of(region("32"), excluding(excluded.id)), name="direct")
+    through = shared_api.create(all_of(region("32"), excluding(direct.id)), name="through")
+    assert (direct.uses_contact_lists, direct.demographic_only) == (False, True)
+
+    def flags() -> dict[str, tuple[bool, bool]]:
+        found = {
+            a.id: (a.uses_contact_lists, a.demographic_only)
+            for a in shared_api.stub.ListAudiences(
+                pb.ListAudiencesRequest(page=common_pb2.PageRequest(page_size=1000)),
+                metadata=shared_api.md(),
+                timeout=10,
+            ).audiences
+        }
+        for audience_id in (direct.id, through.id):
+            one = shared_api.stub.GetAudience(
+                pb.GetAudienceRequest(audience_id=audience_id), metadata=shared_api.md(), timeout=10
+            )
+            assert found[audience_id] == (one.uses_contact_lists, one.demographic_only)
+        return {a: found[a] for a in (direct.id, through.id)}
+
+    update(shared_api, excluded, all_of(region("32"), in_list(members.id)))
+    assert flags() == {direct.id: (True, False), through.id: (True, False)}
+    update(shared_api, excluded, region("32"))
+    assert flags() == {direct.id: (False, True), through.id: (False, True)}
+
+
 def exclusion_chain(api: AudienceApi, length: int) -> list[pb.Audience]:
     """Audiences each excluding the one before: the last nests `length` exclusions."""
     chain = [api.create(region("32"), name="c0")]

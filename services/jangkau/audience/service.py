@@ -126,8 +126,8 @@ class AudienceService:
         self._lists: dict[tuple[str, str], ContactList] = {}
         self._memberships: OrderedDict[tuple[str, ...], dict[frozenset[str], int]] = OrderedDict()
         self._cache_lock = threading.Lock()
-        # Audience writes one at a time: an update re-checks the audiences
-        # excluding it, which must not change in between.
+        # Audience writes one at a time: an update re-checks and re-flags the
+        # audiences excluding it, which must not change in between.
         self._audience_writes = threading.Lock()
 
     @classmethod
@@ -178,7 +178,7 @@ class AudienceService:
     ) -> Audience:
         """Replaces an audience's name and rule. The audiences that exclude it,
         directly or through others, take its new rule too: the update is refused
-        when it would take one of them over a limit."""
+        when it would take one of them over a limit, and their flags follow it."""
         current = self.get_audience(tenant, audience_id)
         _check_name(name, "name")
         with self._audience_writes:
@@ -193,14 +193,15 @@ class AudienceService:
                 create_time=current.create_time,
                 update_time=utcnow(),
             )
-            self._check_dependants(updated)
-            _refuse_missing(self.store.update_audience(updated))
+            dependants = self._recheck_dependants(updated)
+            _refuse_missing(self.store.update_audience(updated, dependants))
         return updated
 
-    def _check_dependants(self, updated: Audience) -> None:
-        """Checks the audiences excluding this one, directly or through others,
-        with its new rule in place."""
+    def _recheck_dependants(self, updated: Audience) -> list[Audience]:
+        """The audiences excluding this one, directly or through others, checked
+        with its new rule in place, with the flags that rule gives them."""
         context = _Context(self, updated.tenant, replaced=updated)
+        found: list[Audience] = []
         waiting = [updated.id]
         seen = {updated.id}
         while waiting:
@@ -214,13 +215,21 @@ class AudienceService:
                 seen.add(dependant_id)
                 waiting.append(dependant_id)
                 try:
-                    rules.check(dependant.rule, context, "rule", dependant_id)
+                    checked = rules.check(dependant.rule, context, "rule", dependant_id)
                 except InvalidArgument as exc:
                     reasons = "; ".join(dict.fromkeys(v.reason for v in exc.violations))
                     raise FailedPrecondition(
                         f"audience {dependant_id} excludes audience {excluded}, and with this "
                         f"rule it would be refused ({reasons}); change it first"
                     ) from None
+                found.append(
+                    replace(
+                        dependant,
+                        uses_contact_lists=checked.uses_contact_lists,
+                        demographic_only=checked.demographic_only,
+                    )
+                )
+        return found
 
     def get_audience(self, tenant: str, audience_id: str, field: str = "audience_id") -> Audience:
         if not audience_id:

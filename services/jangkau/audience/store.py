@@ -310,8 +310,10 @@ class AudienceStore:
             _write_references(cur, audience)
         return []
 
-    def update_audience(self, audience: Audience) -> list[str]:
-        """Replaces an audience's name and rule; as insert_audience for references."""
+    def update_audience(self, audience: Audience, dependants: Sequence[Audience] = ()) -> list[str]:
+        """Replaces an audience's name and rule, and the flags of the audiences
+        that exclude it (`dependants`, their rules unchanged since they were read);
+        as insert_audience for references."""
         with self.db.transaction() as cur:
             missing = _missing_references(cur, audience)
             if missing:
@@ -334,6 +336,18 @@ class AudienceStore:
                 [audience.tenant, audience.id],
             )
             _write_references(cur, audience)
+            for dependant in dependants:
+                cur.execute(
+                    "UPDATE audiences SET uses_contact_lists = ?, demographic_only = ? "
+                    "WHERE tenant = ? AND id = ? AND rule_json = ?",
+                    [
+                        dependant.uses_contact_lists,
+                        dependant.demographic_only,
+                        dependant.tenant,
+                        dependant.id,
+                        rules.to_json(dependant.rule),
+                    ],
+                )
         return []
 
     def get_audience(self, tenant: str, audience_id: str) -> Audience | None:
