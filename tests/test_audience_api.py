@@ -650,6 +650,21 @@ def test_an_upload_counts_accepted_duplicate_and_rejected_identifiers(shared_api
     assert uploaded.default_country == "ID"
 
 
+def test_an_upload_counts_numbers_without_a_valid_country_code_as_rejected(shared_api):
+    header = pb.ContactListHeader(
+        name="n", purpose="p", consent_basis=pb.EXPLICIT_CONSENT, default_country="SG"
+    )
+    phones = ["6512 3456", "+65 6512 3456", "+0812-3456-7890", "+65 1234 567"]
+    uploaded = shared_api.stub.UploadContactList(
+        upload_messages(header, phones), metadata=shared_api.md(), timeout=10
+    )
+    assert (uploaded.accepted, uploaded.duplicates) == (1, 1)
+    assert dict(uploaded.rejected) == {
+        "phone: no country code after + or 00": 1,
+        "phone: too short": 1,
+    }
+
+
 def test_an_upload_must_start_with_its_header(shared_api):
     messages = iter([pb.UploadContactListRequest(chunk=pb.ContactChunk(phones=["0812"]))])
     error = status_of(

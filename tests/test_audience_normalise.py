@@ -61,6 +61,21 @@ def test_the_default_country_applies_only_to_numbers_without_a_code():
 
 
 @pytest.mark.parametrize(
+    ("raw", "calling_code", "digits"),
+    [
+        # Singapore numbers have 8 digits: "6512 3456" cannot be +65 123456.
+        ("6512 3456", "65", "6565123456"),
+        # Pematangsiantar's 0622 without its trunk zero: +62 2123456 would be too short.
+        ("622 123 456", "62", "62622123456"),
+    ],
+)
+def test_a_national_number_starting_with_the_calling_codes_digits_gets_the_code(
+    raw, calling_code, digits
+):
+    assert phone_digits(raw, calling_code) == (digits, "")
+
+
+@pytest.mark.parametrize(
     ("raw", "reason"),
     [
         ("", "phone: empty"),
@@ -69,6 +84,10 @@ def test_the_default_country_applies_only_to_numbers_without_a_code():
         ("+", "phone: not a number"),
         ("0812 345", "phone: too short"),
         ("0812 3456 7890 1234", "phone: too long"),
+        ("+0812-3456-7890", "phone: no country code after + or 00"),
+        ("000 812 3456 7890", "phone: no country code after + or 00"),
+        ("+65 1234 567", "phone: too short"),
+        ("+1 212 555 12345", "phone: too long"),
     ],
 )
 def test_an_invalid_phone_is_rejected_with_its_reason(raw, reason):
@@ -108,3 +127,12 @@ def test_the_hasher_keeps_only_digests_and_counts_rejections_by_reason():
     ]
     assert rows[0]["sha256_plus"].hex() == hashlib.sha256(b"+6281234567890").hexdigest()
     assert rows[1]["sha256_plus"] == rows[1]["sha256"]
+
+
+def test_the_hasher_counts_a_national_number_behind_a_plus_as_rejected():
+    hasher = ContactHasher(calling_code="65")
+    hasher.add(["6512 3456", "+0812-3456-7890"], [])
+    assert dict(hasher.rejected) == {"phone: no country code after + or 00": 1}
+    (row,) = hasher.table().to_pylist()
+    assert row["sha256"].hex() == hashlib.sha256(b"6565123456").hexdigest()
+    assert row["sha256_plus"].hex() == hashlib.sha256(b"+6565123456").hexdigest()

@@ -42,6 +42,29 @@ CALLING_CODES: dict[str, str] = {
 }
 INDONESIA = "62"
 
+# Calling code → the shortest and longest of its national significant numbers
+# (without the trunk zero), after the countries' numbering plans as notified to
+# the ITU. Numbers of other calling codes are held to 8 to 15 digits in all.
+NATIONAL_DIGITS: dict[str, tuple[int, int]] = {
+    "62": (8, 12),
+    "60": (8, 10),
+    "65": (8, 8),
+    "670": (7, 8),
+    "673": (7, 7),
+    "63": (8, 10),
+    "66": (8, 9),
+    "61": (9, 9),
+    "31": (9, 9),
+    "966": (8, 9),
+    "852": (8, 8),
+    "886": (8, 9),
+    "81": (9, 10),
+    "82": (8, 10),
+    "1": (10, 10),
+}
+# Calling codes form a prefix code: at most one of them starts a number.
+_CODES_LONGEST_FIRST = sorted(NATIONAL_DIGITS, key=len, reverse=True)
+
 # Separators people write inside phone numbers (deleted by str.translate).
 _SEPARATORS = str.maketrans("", "", " \t\n\r\f\v\u00a0-./()")
 _EMAIL_DOMAIN = re.compile(r"^[^\s@.]+(\.[^\s@.]+)+$")
@@ -49,6 +72,7 @@ _WHITESPACE = re.compile(r"\s")
 
 REJECT_PHONE_EMPTY = "phone: empty"
 REJECT_PHONE_NOT_A_NUMBER = "phone: not a number"
+REJECT_PHONE_COUNTRY_CODE = "phone: no country code after + or 00"
 REJECT_PHONE_TOO_SHORT = "phone: too short"
 REJECT_PHONE_TOO_LONG = "phone: too long"
 REJECT_EMAIL_EMPTY = "email: empty"
@@ -64,7 +88,10 @@ def phone_digits(raw: str, calling_code: str = INDONESIA) -> tuple[str, str]:
     """(digits with country code, "") or ("", rejection reason).
 
     `calling_code` applies to numbers written without one: `0812…` (trunk zero)
-    and `812…` both become `62812…`; `+62…`, `0062…` and `62…` carry their own.
+    and `812…` both become `62812…`; `+62…` and `0062…` carry their own. A
+    number that starts with the calling code's digits but no "+" (`62812…`) is
+    taken as carrying it when that reads as a valid number, and as a national
+    number otherwise (`6512 3456` in Singapore is `65 6512 3456`).
     """
     # "+62 (0)812…" writes the trunk zero that international dialling drops.
     if "(" in raw:
@@ -80,25 +107,39 @@ def phone_digits(raw: str, calling_code: str = INDONESIA) -> tuple[str, str]:
         body, international = text, False
     if not body or not (body.isascii() and body.isdigit()):
         return "", REJECT_PHONE_NOT_A_NUMBER
-    if international or body.startswith(calling_code):
-        digits = body
-    elif body.startswith("0"):
-        digits = calling_code + body[1:]
+    if international and body.startswith("0"):
+        # No calling code starts with 0: "+0812…" is a national number behind a "+".
+        return "", REJECT_PHONE_COUNTRY_CODE
+    if international:
+        return _international(body)
+    if body.startswith(calling_code):
+        with_code = _international(body)
+        national = _with_code(calling_code, body)
+        return national if with_code[1] and not national[1] else with_code
+    return _with_code(calling_code, body)
+
+
+def _international(body: str) -> tuple[str, str]:
+    """A number written with its calling code (after the "+" or "00")."""
+    code = next((c for c in _CODES_LONGEST_FIRST if body.startswith(c)), "")
+    return _with_code(code, body[len(code) :])
+
+
+def _with_code(code: str, national: str) -> tuple[str, str]:
+    """A calling code and a national number, checked for length. For the codes
+    of NATIONAL_DIGITS a trunk zero is dropped, also one kept after the code
+    ("62 0812…", a common slip): none of their national numbers starts with 0.
+    Other codes ("": one not known) are held to 8 to 15 digits in all."""
+    if code in NATIONAL_DIGITS:
+        national = national.removeprefix("0")
+        low, high = NATIONAL_DIGITS[code]
     else:
-        digits = calling_code + body
-    if digits.startswith(INDONESIA):
-        # "62 0812…" is a common Indonesian slip: the trunk zero kept after +62.
-        national = digits[2:].removeprefix("0")
-        if len(national) < 8:
-            return "", REJECT_PHONE_TOO_SHORT
-        if len(national) > 12:
-            return "", REJECT_PHONE_TOO_LONG
-        return INDONESIA + national, ""
-    if len(digits) < 8:
+        low, high = 8 - len(code), 15 - len(code)
+    if len(national) < low:
         return "", REJECT_PHONE_TOO_SHORT
-    if len(digits) > 15:
+    if len(national) > high:
         return "", REJECT_PHONE_TOO_LONG
-    return digits, ""
+    return code + national, ""
 
 
 def meta_phone(digits: str) -> str:
