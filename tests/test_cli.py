@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -44,6 +45,24 @@ def jangkau(cluster, *args: str, token: str = TOKENS["alpha"]) -> subprocess.Com
     )
 
 
+def upload_list(cluster, name: str, contacts: Path, *options: str) -> subprocess.CompletedProcess:
+    """`jangkau audience upload-list` of a CSV file, with explicit consent."""
+    return jangkau(
+        cluster,
+        "audience",
+        "upload-list",
+        "--name",
+        name,
+        "--purpose",
+        "kabar kampanye",
+        "--consent",
+        "explicit",
+        "--file",
+        str(contacts),
+        *options,
+    )
+
+
 @pytest.fixture(scope="module")
 def made(cli_cluster, tmp_path_factory):
     """An audience, a contact-list audience and a campaign made through the CLI."""
@@ -76,20 +95,7 @@ def made(cli_cluster, tmp_path_factory):
         + "".join(f"0812{i:08d}, Relawan{i}@Example.ID\n" for i in range(150))
         + "12,not-an-email\n"
     )
-    upload = jangkau(
-        cli_cluster,
-        "audience",
-        "upload-list",
-        "--name",
-        "relawan",
-        "--purpose",
-        "kabar kampanye",
-        "--consent",
-        "explicit",
-        "--file",
-        str(contacts),
-        "--json",
-    )
+    upload = upload_list(cli_cluster, "relawan", contacts, "--json")
     assert upload.returncode == EXIT_OK, upload.stderr
     list_id = json.loads(upload.stdout)["id"]
     listed = jangkau(cli_cluster, "audience", "create", "--name", "Relawan", "--list", list_id)
@@ -174,6 +180,36 @@ def test_audience_overlap_and_list(cli_cluster, made):
     assert body["audience_ids"] == [made["young"], made["older"]]
     listing = jangkau(cli_cluster, "audience", "list")
     assert made["young"] in listing.stdout
+
+
+def test_audience_upload_list_takes_the_lists_regions_and_country(cli_cluster, tmp_path):
+    contacts = tmp_path / "diaspora.csv"
+    contacts.write_text("phone\n6512 3456\n+62 812 3456 7890\n")
+    upload = upload_list(
+        cli_cluster,
+        "diaspora",
+        contacts,
+        "--region",
+        "Jawa Barat",
+        "--region",
+        "3273",
+        "--country",
+        "sg",
+        "--json",
+    )
+    assert upload.returncode == EXIT_OK, upload.stderr
+    body = json.loads(upload.stdout)
+    assert body["region_codes"] == ["32", "3273"]
+    assert body["default_country"] == "SG"
+    assert int(body["accepted_phones"]) == 2 and not body.get("rejected")
+
+
+def test_audience_upload_list_refuses_an_unknown_region_name(cli_cluster, tmp_path):
+    contacts = tmp_path / "relawan.csv"
+    contacts.write_text("phone\n0812 3456 7890\n")
+    upload = upload_list(cli_cluster, "relawan", contacts, "--region", "Atlantis")
+    assert upload.returncode == EXIT_USAGE
+    assert "--region: no province or kabupaten/kota is named 'Atlantis'" in upload.stderr
 
 
 def test_audience_export_writes_hashed_records(cli_cluster, made, tmp_path):

@@ -254,6 +254,18 @@ def _register_audience(subparsers: argparse._SubParsersAction) -> None:
     upload.add_argument("--purpose", required=True)
     upload.add_argument("--consent", type=choice(CONSENTS, "consent"), required=True)
     upload.add_argument("--file", type=Path, required=True, help="CSV with phone and/or email")
+    upload.add_argument(
+        "--region",
+        action="append",
+        default=[],
+        help="where the list's people live (repeat): Kemendagri code, or a province or "
+        "kabupaten/kota by name (default nationwide)",
+    )
+    upload.add_argument(
+        "--country",
+        default=None,
+        help="ISO 3166 country of phone numbers written without a country code (default ID)",
+    )
     common_options(upload)
     upload.set_defaults(run=command(_audience_upload))
 
@@ -616,7 +628,11 @@ def _audience_upload(args: argparse.Namespace, jk: Jangkau) -> int:
     except OSError as exc:
         raise CliError(f"--file: {exc}") from None
     header = audience_pb2.ContactListHeader(
-        name=args.name, purpose=args.purpose, consent_basis=args.consent
+        name=args.name,
+        purpose=args.purpose,
+        consent_basis=args.consent,
+        region_codes=[region_code(value) for value in args.region],
+        default_country=(args.country or "").strip().upper(),
     )
     step = 50_000
     chunks = [
