@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from jangkau.budget.domain import PILKADA_2024_QUIET_PERIOD
 from jangkau.cli.output import progress, table
 from jangkau.client import Jangkau
 from jangkau.rebalancer.job import RebalanceOptions
@@ -30,7 +31,8 @@ from jangkau.v1 import audience_pb2, budget_pb2, common_pb2, metrics_pb2
 WIB = timedelta(hours=7)
 FLIGHT_START = datetime(2024, 9, 25, tzinfo=UTC) - WIB  # 25 Sep 2024 00:00 WIB
 FLIGHT_END = datetime(2024, 11, 27, tzinfo=UTC) - WIB  # end of 26 Nov 2024 WIB
-QUIET_START = datetime(2024, 11, 24, tzinfo=UTC) - WIB
+# The preset blackout's start: 24 Nov 00:00 WIT, the earliest local midnight.
+QUIET_START = PILKADA_2024_QUIET_PERIOD.start
 TOTAL_BUDGET_MICROS = 5_000_000_000 * 1_000_000  # Rp 5 billion
 SEED = 2024
 
@@ -319,7 +321,7 @@ def _report(
             metrics_pb2.HOURLY,
         )
         quiet = sum(p.values[0] for s in window.series for p in s.points)
-        print(f"\nspend in the quiet period (24–26 Nov WIB): {money(quiet)}")
+        print(f"\nspend in the quiet period (from 24 Nov 00:00 WIT): {money(quiet)}")
     ineligible = [a.id for a in campaign.arms if a.id in ("tiktok-bdg-muda", "google-relawan")]
     print(
         f"budget edits pushed to platforms: {edits:,}   rebalances that failed static: {failures}"
