@@ -291,9 +291,9 @@ def ineligibility(
         return rule.reason + "; the campaign has no political_authorization"
     if audience is None:
         return f"audience {arm.audience_id} no longer exists"
-    if rule.demographic_only and (audience.uses_contact_lists or not audience.demographic_only):
-        what = "uses a contact list" if audience.uses_contact_lists else "is not demographic-only"
-        return f"{rule.reason}; audience {audience.audience_id} {what}"
+    refused = rule.refuses_audience(audience.uses_contact_lists, audience.demographic_only)
+    if refused is not None:
+        return f"{rule.reason}; audience {audience.audience_id} {refused}"
     reach = audience.reach_on(arm.platform)
     if reach is not None and not reach.allowed:
         return reach.reason or f"the audience service does not allow it on {arm.platform}"
