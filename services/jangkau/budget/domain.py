@@ -837,11 +837,11 @@ def evidence_window(campaign: Campaign, period_start: datetime) -> tuple[datetim
     return (start, end) if end > start else None
 
 
-def campaign_wide_zero(
-    plan: CampaignPlan, period_start: datetime, remaining_micros: int, budget_micros: int
+def campaign_off(
+    c: Campaign, blackouts: tuple[BlackoutWindow, ...], period_start: datetime
 ) -> tuple[Bound, str] | None:
-    """Why every arm gets zero this period, if one rule says so for the whole campaign."""
-    c = plan.campaign
+    """Why the campaign may not spend at all in the hour, whatever its budget:
+    paused, ended, outside its flight or in one of `blackouts`; None when it may."""
     if c.state is CampaignState.PAUSED:
         return Bound.NO_BUDGET, "campaign paused"
     if c.state is CampaignState.ENDED:
@@ -849,9 +849,19 @@ def campaign_wide_zero(
     period_end = period_start + HOUR
     if period_start < c.flight_start or period_end > c.flight_end:
         return Bound.BLACKOUT, "outside the campaign's flight"
-    for w in plan.blackouts:
+    for w in blackouts:
         if w.overlaps(period_start, period_end):
             return Bound.BLACKOUT, f"blackout: {w.reason or 'no spend in this window'}"
+    return None
+
+
+def campaign_wide_zero(
+    plan: CampaignPlan, period_start: datetime, remaining_micros: int, budget_micros: int
+) -> tuple[Bound, str] | None:
+    """Why every arm gets zero this period, if one rule says so for the whole campaign."""
+    off = campaign_off(plan.campaign, plan.blackouts, period_start)
+    if off is not None:
+        return off
     if remaining_micros <= 0:
         return Bound.NO_BUDGET, "campaign budget spent"
     if budget_micros <= 0:

@@ -16,6 +16,8 @@ from datetime import datetime, timedelta
 
 import grpc
 
+from jangkau.budget.allocator import campaign_from_wire
+from jangkau.budget.domain import campaign_off, with_default_blackouts
 from jangkau.client import Jangkau
 from jangkau.platforms.base import (
     ArmBudget,
@@ -38,7 +40,7 @@ from jangkau.rebalancer.domain import (
 )
 from jangkau.rebalancer.store import RebalancerStore
 from jangkau.runtime.ids import period_seed
-from jangkau.runtime.times import HOUR, floor_hour, from_timestamp, to_timestamp
+from jangkau.runtime.times import floor_hour, from_timestamp, to_timestamp
 from jangkau.v1 import budget_pb2, metrics_pb2
 
 log = logging.getLogger("jangkau.rebalancer")
@@ -75,20 +77,13 @@ def decision_seed(campaign: budget_pb2.Campaign, options: RebalanceOptions) -> i
     return period_seed(f"{options.seed}|{campaign.name}", floor_hour(options.at))
 
 
-def zero_reason(campaign: budget_pb2.Campaign, period_start: datetime) -> str | None:
-    """Why the campaign may not spend in the hour at all, whatever a decision says
-    (as the budget service decides it), or None."""
-    if campaign.state != budget_pb2.ACTIVE:
-        return f"campaign {budget_pb2.CampaignState.Name(campaign.state).lower()}"
-    period_end = period_start + HOUR
-    flight = campaign.flight
-    if period_start < from_timestamp(flight.start) or period_end > from_timestamp(flight.end):
-        return "outside the campaign's flight"
-    for window in campaign.blackouts:
-        start, end = from_timestamp(window.range.start), from_timestamp(window.range.end)
-        if start < period_end and period_start < end:
-            return f"blackout: {window.reason or 'no spend in this window'}"
-    return None
+def zero_reason(campaign: budget_pb2.Campaign, tenant: str, period_start: datetime) -> str | None:
+    """Why the campaign may not spend in the hour at all, whatever a decision says,
+    by the budget service's own rule and blackouts (the calendar presets derived
+    afresh, as it plans them), or None."""
+    c = campaign_from_wire(campaign, tenant)
+    off = campaign_off(c, with_default_blackouts(c), period_start)
+    return None if off is None else off[1]
 
 
 def arm_bounds(campaign: budget_pb2.Campaign) -> dict[str, ArmBounds]:
@@ -217,7 +212,7 @@ class Rebalancer:
             except grpc.RpcError as exc:
                 # An hour the campaign may not spend in needs no decision: zeros are
                 # pushed even while metrics or budget cannot answer.
-                off = zero_reason(campaign, floor_hour(options.at))
+                off = zero_reason(campaign, options.tenant, floor_hour(options.at))
                 if off is None:
                     raise
                 run.note(f"{off}: zeros without a decision ({exc.code().name}: {exc.details()})")
