@@ -481,27 +481,31 @@ class AudienceService:
                 "target it by its conditions"
             )
         list_ids = checked.list_ids
-        patterns = [
-            pattern
+        # Each combination of lists a member may be on (a bit per list), kept when
+        # the rule may hold for its members.
+        exported = {
+            pattern: combination
             for pattern in range(1, 1 << len(list_ids))
             if rules.may_hold_for_members(
                 checked.expanded,
-                frozenset(i for n, i in enumerate(list_ids) if pattern >> n & 1),
+                combination := frozenset(i for n, i in enumerate(list_ids) if pattern >> n & 1),
             )
-        ]
+        }
         chosen = Platform(platform)
-        self._refuse_under_minimum(audience_id, checked, chosen, patterns)
-        return self._export(checked, chosen, patterns, chunk_size or MAX_EXPORT_CHUNK)
+        self._refuse_under_minimum(audience_id, checked, chosen, set(exported.values()))
+        return self._export(checked, chosen, list(exported), chunk_size or MAX_EXPORT_CHUNK)
 
     def _refuse_under_minimum(
-        self, audience_id: str, checked: CheckedRule, platform: Platform, patterns: Sequence[int]
+        self,
+        audience_id: str,
+        checked: CheckedRule,
+        platform: Platform,
+        exported: set[frozenset[str]],
     ) -> None:
         """Refuses an export the platform would match to fewer people than its
         minimum audience: it would refuse the list, and so few could be single
         people. Counted are the exported members the platform is expected to
         match, and at most the audience's reach there (its other conditions)."""
-        list_ids = checked.list_ids
-        exported = {frozenset(i for n, i in enumerate(list_ids) if p >> n & 1) for p in patterns}
         listed = sum(
             members * min(checked.lists[i].match_rates[platform] for i in combination)
             for combination, members in self._membership_counts(checked.lists).items()
