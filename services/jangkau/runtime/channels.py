@@ -23,7 +23,9 @@ _RETRY_CONFIG = json.dumps(
             {
                 "name": [{}],
                 "retryPolicy": {
-                    "maxAttempts": 4,
+                    # gRPC's most; with the backoffs 0.1+0.2+0.4+0.8 s, the retries
+                    # outlast one reconnect backoff (below).
+                    "maxAttempts": 5,
                     "initialBackoff": "0.1s",
                     "maxBackoff": "1s",
                     "backoffMultiplier": 2,
@@ -40,6 +42,11 @@ CHANNEL_OPTIONS: list[tuple[str, Any]] = [
     ("grpc.enable_retries", 1),
     ("grpc.service_config", _RETRY_CONFIG),
     ("grpc.keepalive_time_ms", 30_000),
+    # A peer that was down is tried again at least every second (gRPC's default
+    # backoff grows to two minutes), so calls succeed soon after it is back,
+    # rather than failing fast until a long backoff ends.
+    ("grpc.initial_reconnect_backoff_ms", 100),
+    ("grpc.max_reconnect_backoff_ms", 1_000),
 ]
 
 
